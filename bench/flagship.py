@@ -1,0 +1,178 @@
+"""Run the flagship recipe and check its targets against the original model.
+
+    python bench/flagship.py                 # run, then check
+    python bench/flagship.py --skip-run      # only re-check an existing run
+
+Every ratio comes from one run of the recipe: the original (the fine-tuned
+FP32 PyTorch model) and each stage are measured in the same process by the
+report, so machine drift cancels out. With `--peers` (default) it also
+measures, with the same method, what a user gets in one line from Optimum:
+`ORTQuantizer` dynamic INT8 (avx512_vnni, per-channel) of the same fine-tuned
+model. Results: bench/results/flagship.json and flagship.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TARGETS = {
+    "size_ratio": 8.0,
+    "speedup_b1": 8.0,
+    "max_accuracy_drop_points": 1.5,
+    "max_seconds": 600,
+}
+
+
+def run_recipe(recipe: Path, out: Path) -> float:
+    """Run from scratch (no reused steps), so the wall time is the real cost."""
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "compress", "run", str(recipe), "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
+    """Optimum's one-line dynamic INT8 of the fine-tuned model, benchmarked like a stage."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    from compress.artifacts import Artifact, Variant
+    from compress.benchmark.stage import benchmark_variant
+    from compress.data.loaders import load_dataset
+    from compress.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    folder = out / "peer-optimum"
+    model = ORTModelForSequenceClassification.from_pretrained(out / "01-fine_tune", export=True)
+    model.save_pretrained(folder)
+    quantizer = ORTQuantizer.from_pretrained(folder)
+    config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
+    quantizer.quantize(save_dir=folder, quantization_config=config)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        source = out / "01-fine_tune" / name
+        if source.is_file():
+            (folder / name).write_bytes(source.read_bytes())
+    variant = Variant("optimum-int8-dynamic", "onnxruntime", "int8", "cpu", "model_quantized.onnx")
+    artifact = Artifact("onnx", folder, "peer", [variant])
+    data = load_dataset(recipe.doc.data, recipe.file.parent)
+    return benchmark_variant(
+        artifact, variant, data.test, recipe.doc.benchmark, recipe.doc.data.max_length, True
+    )
+
+
+def summarize(report: dict[str, Any], seconds: float | None, peer: dict | None) -> dict[str, Any]:
+    original = report["stages"][0]
+    final = next(
+        s for s in report["stages"] if s["variant"].startswith("int8") and s["target"] == "cpu"
+    )
+    vs = final["vs_original"]
+    result: dict[str, Any] = {
+        "original": {k: original[k] for k in ("stage", "accuracy", "size_bytes", "parameters")},
+        "final": {
+            k: final[k] for k in ("stage", "variant", "accuracy", "size_bytes", "parameters")
+        },
+        "original_b1_p50_ms": original["latency"]["b1"]["p50_ms"],
+        "final_b1_p50_ms": final["latency"]["b1"]["p50_ms"],
+        "size_ratio": vs["size_ratio"],
+        "speedup_b1": vs["speedup"]["b1"],
+        "speedup_b8": vs["speedup"].get("b8"),
+        "accuracy_drop_points": -vs["accuracy_delta_points"],
+        "recipe_seconds": seconds,
+        "method": report["method"],
+    }
+    result["targets"] = {
+        "size_ratio >= 8": result["size_ratio"] >= TARGETS["size_ratio"],
+        "speedup_b1 >= 8": result["speedup_b1"] >= TARGETS["speedup_b1"],
+        "accuracy drop <= 1.5 pt": result["accuracy_drop_points"]
+        <= TARGETS["max_accuracy_drop_points"],
+        "recipe <= 600 s": seconds is None or seconds <= TARGETS["max_seconds"],
+    }
+    if peer is not None:
+        result["peer_optimum_dynamic_int8"] = {
+            "accuracy": peer["accuracy"],
+            "size_ratio": original["size_bytes"] / peer["size_bytes"],
+            "speedup_b1": original["latency"]["b1"]["p50_ms"] / peer["latency"]["b1"]["p50_ms"],
+            "b1_p50_ms": peer["latency"]["b1"]["p50_ms"],
+        }
+    return result
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# Flagship benchmark (recipes/distil_int8.yaml)",
+        "",
+        f"Original: {result['original']['stage']} (PyTorch FP32), accuracy "
+        f"{result['original']['accuracy']:.4f}, b1 p50 {result['original_b1_p50_ms']:.2f} ms, "
+        f"{result['original']['size_bytes'] / 1e6:.1f} MB.",
+        f"Final: {result['final']['variant']} (ONNX Runtime), accuracy "
+        f"{result['final']['accuracy']:.4f}, b1 p50 {result['final_b1_p50_ms']:.2f} ms, "
+        f"{result['final']['size_bytes'] / 1e6:.1f} MB.",
+        "",
+        "| measure | value | target | met |",
+        "|---|---:|---:|---|",
+    ]
+    met = result["targets"]
+    rows = [
+        ("size ratio", f"{result['size_ratio']:.2f}x", ">= 8x", met["size_ratio >= 8"]),
+        ("b1 p50 speedup", f"{result['speedup_b1']:.2f}x", ">= 8x", met["speedup_b1 >= 8"]),
+        (
+            "accuracy drop",
+            f"{result['accuracy_drop_points']:.2f} pt",
+            "<= 1.5 pt",
+            met["accuracy drop <= 1.5 pt"],
+        ),
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if result["recipe_seconds"] is not None:
+        lines.append(
+            f"| recipe wall time | {result['recipe_seconds']:.0f} s | <= 600 s | "
+            f"{result['targets']['recipe <= 600 s']} |"
+        )
+    peer = result.get("peer_optimum_dynamic_int8")
+    if peer:
+        lines += [
+            "",
+            f"Optimum ORTQuantizer dynamic INT8 of the same fine-tuned model, same method: "
+            f"{peer['size_ratio']:.2f}x smaller, {peer['speedup_b1']:.2f}x faster at b1, "
+            f"accuracy {peer['accuracy']:.4f}.",
+        ]
+    m = result["method"]
+    lines += [
+        "",
+        f"Method: batch {m['batch_sizes']}, sequence {m['sequence_length']}, "
+        f"{m['threads']} threads, {m['warmup']} warm-up + {m['repetitions']} timed runs, "
+        f"on {m['cpu']}, {m['date']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "distil_int8.yaml")
+    parser.add_argument("--out", type=Path, default=RESULTS / "flagship-run")
+    parser.add_argument("--skip-run", action="store_true", help="re-check an existing run")
+    parser.add_argument("--no-peers", action="store_true", help="skip the Optimum comparison")
+    args = parser.parse_args()
+    seconds = None if args.skip_run else run_recipe(args.recipe, args.out)
+    report = json.loads((args.out / "report.json").read_text())
+    peer = None if args.no_peers else optimum_dynamic_int8(args.recipe, args.out)
+    result = summarize(report, seconds, peer)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "flagship.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "flagship.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return 0 if all(result["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

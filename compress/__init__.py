@@ -1,0 +1,37 @@
+"""compress: make trained models small and fast for edge hardware, and prove it.
+
+    >>> import compress
+    >>> recipe = compress.load_recipe("recipes/distil_int8.yaml")   # doctest: +SKIP
+    >>> compress.run(recipe, out_dir="runs/demo")                     # doctest: +SKIP
+
+Importing this package loads no deep-learning framework; passes import their
+backends when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from compress.recipe import Recipe
+    from compress.runner import StepResult
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a recipe (raises `compress.errors.RecipeError`)."""
+    from compress.recipe import load_recipe as _load
+
+    return _load(path, overrides)
+
+
+def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> list[StepResult]:
+    """Run a validated recipe and write its artifacts and report."""
+    from compress.runner import run_recipe
+
+    return run_recipe(recipe, Path(out_dir) if out_dir is not None else None, **kwargs)
+
+
+__all__ = ["__version__", "load_recipe", "run"]

@@ -1,0 +1,75 @@
+"""Latency measurement and the fixed-shape batches it runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one call, in milliseconds, over `repetitions` timed calls."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    repetitions: int
+
+    def throughput(self, batch_size: int) -> float:
+        """Examples per second at this batch size (from the mean latency)."""
+        return batch_size * 1000.0 / self.mean_ms if self.mean_ms > 0 else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_latency(fn: Callable[[], object], warmup: int, repetitions: int) -> LatencyStats:
+    """Call `fn` `warmup` times untimed, then time `repetitions` calls one by one."""
+    if warmup < 0 or repetitions < 1:
+        raise ValueError(f"need warmup >= 0 and repetitions >= 1 (got {warmup}, {repetitions})")
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repetitions, dtype=np.float64)
+    for i in range(repetitions):
+        start = perf_counter()
+        fn()
+        times[i] = perf_counter() - start
+    ms = times * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return LatencyStats(
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p99_ms=float(p99),
+        mean_ms=float(ms.mean()),
+        std_ms=float(ms.std(ddof=1)) if repetitions > 1 else 0.0,
+        repetitions=repetitions,
+    )
+
+
+def fixed_shape_batch(
+    tokenizer: Any, texts: Sequence[str], batch_size: int, sequence_length: int
+) -> dict[str, np.ndarray]:
+    """Token arrays of shape `[batch_size, sequence_length]` (int64) from real texts.
+
+    The first `batch_size` texts are used (repeated when there are fewer),
+    each padded or truncated to exactly `sequence_length` tokens.
+    """
+    if not texts:
+        raise ValueError("no texts to build a latency batch from")
+    if batch_size < 1 or sequence_length < 1:
+        raise ValueError(f"need positive sizes (got {batch_size}, {sequence_length})")
+    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    encoded = tokenizer(
+        batch,
+        padding="max_length",
+        truncation=True,
+        max_length=sequence_length,
+        return_tensors="np",
+    )
+    return {name: np.asarray(value, dtype=np.int64) for name, value in encoded.items()}

@@ -1,0 +1,293 @@
+"""The benchmark report: every stage against the original, as JSON, Markdown, text and a plot.
+
+Only the standard library and numpy are imported here; matplotlib is loaded
+when the plot is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from compress.artifacts import write_json_atomic
+from compress.benchmark.settings import BenchmarkSettings
+from compress.errors import UserError
+
+REPORT_VERSION = 1
+REPORT_FILES = ("report.json", "report.md", "report.png")
+_VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "numpy")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def method_info(settings: BenchmarkSettings, max_length: int | None = None) -> dict[str, Any]:
+    """How the figures were measured: shapes, repetitions, threads, versions, CPU, date."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in _VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "warmup": settings.warmup,
+        "repetitions": settings.repetitions,
+        "threads": settings.threads,
+        "inter_op_threads": 1,
+        "batch_sizes": list(settings.batch_sizes),
+        "sequence_length": settings.sequence_length,
+        "eval_samples": settings.eval_samples,
+        "eval_batch_size": settings.eval_batch_size,
+        "eval_max_length": max_length,
+        "versions": versions,
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _ratio(numerator: Any, denominator: Any) -> float | None:
+    if not isinstance(numerator, int | float) or not isinstance(denominator, int | float):
+        return None
+    return float(numerator) / float(denominator) if denominator else None
+
+
+def _points(value: Any, reference: Any) -> float | None:
+    if not isinstance(value, int | float) or not isinstance(reference, int | float):
+        return None
+    return (float(value) - float(reference)) * 100.0
+
+
+def compare(stage: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
+    """`stage` against `original`: ratios above 1 mean smaller, fewer or faster."""
+    speedup = {}
+    for key, ref in original.get("latency", {}).items():
+        mine = stage.get("latency", {}).get(key)
+        if mine is not None:
+            speedup[key] = _ratio(ref.get("p50_ms"), mine.get("p50_ms"))
+    result: dict[str, Any] = {
+        "size_ratio": _ratio(original.get("size_bytes"), stage.get("size_bytes")),
+        "parameter_ratio": _ratio(original.get("parameters"), stage.get("parameters")),
+        "speedup": speedup,
+        "accuracy_delta_points": _points(stage.get("accuracy"), original.get("accuracy")),
+        "macro_f1_delta_points": _points(stage.get("macro_f1"), original.get("macro_f1")),
+    }
+    ours, theirs = stage.get("predictions"), original.get("predictions")
+    if ours is not None and theirs is not None and len(ours) == len(theirs) and ours:
+        result["agreement"] = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
+    return result
+
+
+def build_report(stages: list[dict[str, Any]], method: dict[str, Any]) -> dict[str, Any]:
+    """The report of `stages` (the first is the original), each with "vs_original".
+
+    Predictions, when stages carry them, become an "agreement" figure and are
+    not stored in the report.
+    """
+    if not stages:
+        raise UserError("no stages to report on")
+    original = stages[0]
+    out = []
+    for stage in stages:
+        entry = {k: v for k, v in stage.items() if k != "predictions"}
+        entry["vs_original"] = compare(stage, original)
+        out.append(entry)
+    return {"report_version": REPORT_VERSION, "method": dict(method), "stages": out}
+
+
+def _batch_keys(report: dict[str, Any]) -> list[str]:
+    sizes = report.get("method", {}).get("batch_sizes")
+    if sizes:
+        return [f"b{size}" for size in sorted(sizes)]
+    keys = report["stages"][0].get("latency", {}).keys() if report["stages"] else []
+    return sorted(keys, key=lambda k: int(k[1:]) if k[1:].isdigit() else 0)
+
+
+def _num(value: Any, fmt: str, scale: float = 1.0, suffix: str = "") -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value * scale:{fmt}}{suffix}"
+
+
+def stage_label(stage: dict[str, Any], first: bool) -> str:
+    """The stage's name, marked when it is the original."""
+    name = str(stage.get("stage", "?"))
+    return f"{name} (original)" if first and "original" not in name else name
+
+
+def _row(report: dict[str, Any], stage: dict[str, Any], first: bool) -> dict[str, str]:
+    """Formatted cells of one stage, keyed by column."""
+    keys = _batch_keys(report)
+    small, large = (keys[0], keys[-1]) if keys else ("b1", "b1")
+    lat = stage.get("latency", {})
+    vs = stage.get("vs_original", {})
+    return {
+        "stage": stage_label(stage, first),
+        "variant": str(stage.get("variant", "")),
+        "runtime": str(stage.get("runtime", "")),
+        "target": str(stage.get("target", "")),
+        "acc": _num(stage.get("accuracy"), ".2f", 100, "%"),
+        "dacc": "—" if first else _num(vs.get("accuracy_delta_points"), "+.2f"),
+        "f1": _num(stage.get("macro_f1"), ".4f"),
+        "p50": _num(lat.get(small, {}).get("p50_ms"), ".2f"),
+        "p90": _num(lat.get(small, {}).get("p90_ms"), ".2f"),
+        "p99": _num(lat.get(small, {}).get("p99_ms"), ".2f"),
+        "p50_large": _num(lat.get(large, {}).get("p50_ms"), ".2f"),
+        "throughput": _num(lat.get(large, {}).get("throughput_per_s"), ".1f"),
+        "size": _num(stage.get("size_bytes"), ".1f", 1e-6),
+        "params": _num(stage.get("parameters"), ".2f", 1e-6),
+        "smaller": _num(vs.get("size_ratio"), ".2f", suffix="×"),
+        "faster": _num(vs.get("speedup", {}).get(small), ".2f", suffix="×"),
+        "agree": "—" if first else _num(vs.get("agreement"), ".2f", 100, "%"),
+    }
+
+
+def _headers(report: dict[str, Any]) -> dict[str, str]:
+    keys = _batch_keys(report) or ["b1"]
+    small, large = keys[0], keys[-1]
+    return {
+        "stage": "Stage",
+        "variant": "Variant",
+        "runtime": "Runtime",
+        "target": "Target",
+        "acc": "Accuracy",
+        "dacc": "Δacc (pt)",
+        "f1": "Macro-F1",
+        "p50": f"{small} p50 ms",
+        "p90": f"{small} p90 ms",
+        "p99": f"{small} p99 ms",
+        "p50_large": f"{large} p50 ms",
+        "throughput": f"{large} throughput /s",
+        "size": "Size MB",
+        "params": "Params M",
+        "smaller": "×smaller",
+        "faster": f"×faster ({small})",
+        "agree": "Agreement",
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table plus a paragraph on how it was measured."""
+    headers = _headers(report)
+    columns = list(headers)
+    if len(_batch_keys(report)) < 2:
+        columns.remove("p50_large")
+    if not any("agreement" in s.get("vs_original", {}) for s in report["stages"]):
+        columns.remove("agree")
+    lines = [
+        "# Benchmark",
+        "",
+        "| " + " | ".join(headers[c] for c in columns) + " |",
+        "|"
+        + "|".join(
+            "---" if c in ("stage", "variant", "runtime", "target") else "---:" for c in columns
+        )
+        + "|",
+    ]
+    for i, stage in enumerate(report["stages"]):
+        row = _row(report, stage, i == 0)
+        lines.append("| " + " | ".join(row[c] for c in columns) + " |")
+    lines += ["", "## Method", "", _method_text(report), ""]
+    return "\n".join(lines)
+
+
+def _method_text(report: dict[str, Any]) -> str:
+    m = report.get("method", {})
+    sizes = ", ".join(str(b) for b in m.get("batch_sizes", [])) or "?"
+    versions = m.get("versions", {})
+    runtimes = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "unknown"
+    stages = report.get("stages") or [{}]
+    samples = stages[0].get("n_eval") or m.get("eval_samples") or "all"
+    return (
+        f"Latency: for each batch size ({sizes}) one fixed input of shape "
+        f"[batch, {m.get('sequence_length', '?')}] tokens, built from real test texts padded "
+        f"or truncated to {m.get('sequence_length', '?')} tokens; {m.get('warmup', '?')} "
+        f"untimed warm-up runs, then {m.get('repetitions', '?')} timed runs "
+        f"(percentiles of single calls; throughput from the mean). Every runtime uses "
+        f"{m.get('threads', '?')} intra-op thread(s) and 1 inter-op thread on "
+        f"{m.get('cpu', 'an unknown CPU')}. Accuracy and macro-F1 on {samples} test "
+        f"examples (dynamic padding); agreement is the share of test examples on which a stage "
+        f"predicts the original's label. Size is the weight files on disk in MB (10^6 bytes); "
+        f"×smaller is original size / stage size and ×faster is original p50 / stage p50; "
+        f"Δacc is in percentage points. Software: {runtimes}. Date: {m.get('date', '?')}.\n\n"
+        "Note: stages built for different targets (cpu, tensorrt, portable) are different "
+        "artifacts; their figures come from different files, all measured here on the CPU, "
+        "so a tensorrt-target file does not show its TensorRT speed."
+    )
+
+
+def render_terminal(report: dict[str, Any]) -> str:
+    """A compact fixed-width table for the terminal."""
+    keys = _batch_keys(report) or ["b1"]
+    columns = {
+        "stage": "stage",
+        "variant": "variant",
+        "target": "target",
+        "acc": "acc",
+        "dacc": "Δacc",
+        "p50": f"{keys[0]} p50 ms",
+        "faster": "×faster",
+        "size": "MB",
+        "smaller": "×smaller",
+    }
+    rows = [columns] + [_row(report, s, i == 0) for i, s in enumerate(report["stages"])]
+    widths = {c: max(len(r[c]) for r in rows) for c in columns}
+    left = ("stage", "variant", "target")
+    lines = []
+    for row in rows:
+        cells = [row[c].ljust(widths[c]) if c in left else row[c].rjust(widths[c]) for c in columns]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out_dir: Path, *, plot: bool = True) -> list[Path]:
+    """Write report.json, report.md and (with matplotlib, when `plot`) report.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, png_path = (out_dir / name for name in REPORT_FILES)
+    write_json_atomic(json_path, report)
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    written = [json_path, md_path]
+    if plot:
+        from compress.benchmark.plot import plot_report
+
+        if plot_report(report, png_path):
+            written.append(png_path)
+    return written
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report written by `write_report` (a report.json file or its folder)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "report.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"no benchmark report at {file}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{file} is not a benchmark report ({exc})") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("stages"), list)
+        or not isinstance(data.get("method"), dict)
+    ):
+        raise UserError(f"{file} is not a benchmark report (no 'stages' and 'method')")
+    if data.get("report_version") != REPORT_VERSION:
+        raise UserError(
+            f"{file} is a report of version {data.get('report_version')!r}; "
+            f"this version reads version {REPORT_VERSION}"
+        )
+    return data

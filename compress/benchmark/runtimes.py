@@ -1,0 +1,186 @@
+"""Runtimes that turn token arrays into logits, plus size and parameter counts of a variant.
+
+torch, transformers, onnx and onnxruntime are imported inside the functions
+that need them, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from compress.artifacts import Artifact, Variant
+from compress.errors import ModelLoadError, UserError
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+_NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "rng_state")
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Something that maps a batch of token arrays to logits `[batch, num_labels]`."""
+
+    name: str
+    input_names: list[str]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class TorchRuntime:
+    """A Hugging Face sequence classifier run by PyTorch on the CPU (eval, inference mode)."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        torch.set_num_threads(threads)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the model in {path}: {exc}") from None
+        self.model: Any = model.eval()
+        accepted = inspect.signature(self.model.forward).parameters
+        self.input_names = [n for n in MODEL_INPUTS if n in accepted]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        inputs = {
+            n: torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.int64))
+            for n in self.input_names
+            if n in feeds
+        }
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits
+        return np.asarray(logits.float().numpy())
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+
+
+class OrtRuntime:
+    """An ONNX model run by ONNX Runtime's CPU execution provider."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions
+            raise ModelLoadError(f"cannot load {path} in ONNX Runtime: {exc}") from None
+        self.session: Any = session
+        inputs = session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self._dtypes = {i.name: _ORT_DTYPES.get(i.type, np.int64) for i in inputs}
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = "logits" if "logits" in outputs else outputs[0]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        shape = next(iter(feeds.values())).shape
+        inputs = {}
+        for n in self.input_names:
+            value = feeds.get(n)
+            # a tokenizer without token type ids: the model sees the single-segment default
+            inputs[n] = np.zeros(shape, self._dtypes[n]) if value is None else value
+            inputs[n] = np.ascontiguousarray(inputs[n], dtype=self._dtypes[n])
+        return np.asarray(self.session.run([self._output], inputs)[0])
+
+    def close(self) -> None:
+        self.session = None
+        gc.collect()
+
+
+def open_runtime(artifact: Artifact, variant: Variant, threads: int) -> Runtime:
+    """Load `variant` of `artifact` in the runtime it was built for."""
+    path = artifact.file(variant)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
+    if variant.runtime == "torch":
+        return TorchRuntime(path, threads)
+    if variant.runtime == "onnxruntime":
+        return OrtRuntime(path, threads)
+    raise UserError(f"variant '{variant.name}' has an unknown runtime '{variant.runtime}'")
+
+
+def count_parameters(artifact: Artifact, variant: Variant) -> int:
+    """Number of weights: torch parameters, or elements of every ONNX initializer.
+
+    ONNX counts int8 weights and their scales/zero points; int64 initializers
+    (shapes, indices, position ids) are constants, not weights, and are left out.
+    """
+    path = artifact.file(variant)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
+    if variant.runtime == "torch":
+        from transformers import AutoModelForSequenceClassification
+
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the model in {path}: {exc}") from None
+        return int(sum(p.numel() for p in model.parameters()))
+    total = 0
+    for tensor in _onnx_graph(path).initializer:
+        if tensor.data_type == _onnx_int64():
+            continue
+        total += int(np.prod(tensor.dims, dtype=np.int64)) if tensor.dims else 1
+    return total
+
+
+def model_size_bytes(artifact: Artifact, variant: Variant) -> int:
+    """Bytes of the weights on disk.
+
+    A Hugging Face folder counts its weight files (`*.safetensors`, else
+    `*.bin`, without trainer state); an ONNX variant counts its `.onnx` file
+    and any external-data files it refers to.
+    """
+    path = artifact.file(variant)
+    if variant.runtime == "torch" or path.is_dir():
+        folder = path if path.is_dir() else path.parent
+        files = sorted(folder.glob("*.safetensors")) or [
+            f for f in sorted(folder.glob("*.bin")) if not f.name.startswith(_NOT_WEIGHTS)
+        ]
+        if not files:
+            raise ModelLoadError(f"{folder} holds no weight files (*.safetensors or *.bin)")
+        return sum(f.stat().st_size for f in files)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
+    locations = set()
+    for tensor in _onnx_graph(path).initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
+    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations)
+
+
+def _onnx_graph(path: Path) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf decode errors have no common base
+        raise ModelLoadError(f"cannot read the ONNX model {path}: {exc}") from None
+
+
+def _onnx_int64() -> int:
+    import onnx
+
+    return int(onnx.TensorProto.INT64)

@@ -1,0 +1,83 @@
+"""Benchmark one variant of one artifact: accuracy, latency, size and parameters."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from compress.artifacts import Artifact, Variant
+from compress.benchmark.evaluate import evaluate
+from compress.benchmark.measure import fixed_shape_batch, measure_latency
+from compress.benchmark.runtimes import count_parameters, model_size_bytes, open_runtime
+from compress.benchmark.settings import BenchmarkSettings
+from compress.data import Split
+from compress.errors import DataError, ModelLoadError
+
+
+def load_tokenizer(artifact: Artifact) -> Any:
+    """The tokenizer saved in the artifact folder."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(artifact.path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer in {artifact.path}: {exc}") from None
+
+
+def benchmark_variant(
+    artifact: Artifact,
+    variant: Variant,
+    split: Split,
+    settings: BenchmarkSettings,
+    max_length: int,
+    progress: bool,
+    *,
+    keep_predictions: bool = False,
+) -> dict[str, Any]:
+    """Measure `variant` on `split` (the test split) as `settings` asks; JSON-able.
+
+    Latency runs use the split's first texts at each batch size, padded or
+    truncated to `settings.sequence_length`. With `keep_predictions` the
+    predicted label ids are added under "predictions" (for agreement).
+    """
+    if len(split) == 0:
+        raise DataError("the test split is empty: nothing to benchmark on")
+    tokenizer = load_tokenizer(artifact)
+    runtime = open_runtime(artifact, variant, settings.threads)
+    try:
+        scores = evaluate(
+            runtime,
+            tokenizer,
+            split.head(settings.eval_samples),
+            max_length,
+            settings.eval_batch_size,
+            progress,
+        )
+        latency: dict[str, dict[str, float]] = {}
+        for batch_size in settings.batch_sizes:
+            feeds = fixed_shape_batch(tokenizer, split.texts, batch_size, settings.sequence_length)
+            stats = measure_latency(partial(runtime, feeds), settings.warmup, settings.repetitions)
+            latency[f"b{batch_size}"] = {
+                "p50_ms": stats.p50_ms,
+                "p90_ms": stats.p90_ms,
+                "p99_ms": stats.p99_ms,
+                "mean_ms": stats.mean_ms,
+                "std_ms": stats.std_ms,
+                "throughput_per_s": stats.throughput(batch_size),
+            }
+    finally:
+        runtime.close()
+    result: dict[str, Any] = {
+        "runtime": variant.runtime,
+        "precision": variant.precision,
+        "target": variant.target,
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "n_eval": scores["n"],
+        "latency": latency,
+        "size_bytes": model_size_bytes(artifact, variant),
+        "parameters": count_parameters(artifact, variant),
+    }
+    if keep_predictions:
+        result["predictions"] = [int(p) for p in scores["predictions"]]
+    return result

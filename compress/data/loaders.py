@@ -1,0 +1,180 @@
+"""Load a text-classification dataset from an offline default, a local file or the hub."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.artifacts import hash_json
+from compress.data import Dataset, Split
+from compress.data.spec import DataSpec
+from compress.errors import DataError, MissingDependencyError
+
+FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+def load_dataset(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
+    """Read the data named by `spec` and split it (fixed seed) into train/validation/test."""
+    if spec.source == "rotten-tomatoes":
+        from compress.data.rotten_tomatoes import load_rows
+
+        texts, label_ids, names = load_rows()
+        if spec.labels is not None and spec.labels != names:
+            raise DataError(f"rotten-tomatoes has labels {names}; remove 'labels' from data")
+        return _split(spec, texts, np.asarray(label_ids, dtype=np.int64), names)
+    path = Path(spec.source).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if path.suffix.lower() in FILE_SUFFIXES or path.exists():
+        records = read_records(path)
+        texts, raw_labels = _columns(records, spec, str(path))
+        labels, names = encode_labels(raw_labels, spec.labels, str(path))
+        return _split(spec, texts, labels, names)
+    return _load_hub(spec)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV/TSV/JSONL/JSON/Parquet file as dicts."""
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            with path.open(newline="", encoding="utf-8") as fh:
+                return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+        if suffix == ".jsonl":
+            rows = []
+            with path.open(encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except ValueError as exc:
+                            raise DataError(f"{path}:{number}: not valid JSON ({exc})") from None
+            return rows
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise DataError(f"{path}: expected a JSON list of records")
+            return data
+        if suffix == ".parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise MissingDependencyError(
+                    "pyarrow", "reading Parquet data", "pip install pyarrow"
+                ) from None
+            return list(pq.read_table(path).to_pylist())
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: could not parse ({exc})") from None
+    raise DataError(f"{path}: unsupported data file type; use one of {', '.join(FILE_SUFFIXES)}")
+
+
+def _columns(records: list[dict[str, Any]], spec: DataSpec, where: str) -> tuple[list[str], list]:
+    if not records:
+        raise DataError(f"{where}: the dataset is empty")
+    texts: list[str] = []
+    labels: list[Any] = []
+    for number, row in enumerate(records, 1):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: row {number} is not a record")
+        for column in (spec.text_column, spec.label_column):
+            if column not in row:
+                raise DataError(
+                    f"{where}: row {number} has no column '{column}' "
+                    f"(columns: {', '.join(map(str, row))}); set data.text_column/label_column"
+                )
+        text = row[spec.text_column]
+        if not isinstance(text, str):
+            raise DataError(f"{where}: row {number} column '{spec.text_column}' is not text")
+        texts.append(text)
+        labels.append(row[spec.label_column])
+    return texts, labels
+
+
+def encode_labels(
+    raw: list[Any], names: list[str] | None, where: str
+) -> tuple[np.ndarray, list[str]]:
+    """Map raw labels (names or integer ids) to ids; returns (ids, label names)."""
+    if names is None:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            top = max(raw)
+            if min(raw) < 0:
+                raise DataError(f"{where}: negative label id {min(raw)}")
+            names = [str(i) for i in range(top + 1)]
+        else:
+            names = sorted({str(v) for v in raw})
+    index = {name: i for i, name in enumerate(names)}
+    ids = np.empty(len(raw), dtype=np.int64)
+    for row, value in enumerate(raw):
+        is_id = isinstance(value, int) and not isinstance(value, bool)
+        if is_id and str(value) not in index and 0 <= value < len(names):
+            ids[row] = value
+            continue
+        key = str(value)
+        if key not in index:
+            raise DataError(
+                f"{where}: row {row + 1} has label {value!r}, not in the label set {names}"
+            )
+        ids[row] = index[key]
+    if len(set(ids.tolist())) < 2:
+        raise DataError(f"{where}: needs at least two classes (found {sorted(set(map(str, raw)))})")
+    return ids, names
+
+
+def _split(spec: DataSpec, texts: list[str], labels: np.ndarray, names: list[str]) -> Dataset:
+    n = len(texts)
+    n_test, n_val = spec.test_size, spec.validation_size
+    if n_test + n_val >= n:
+        raise DataError(
+            f"{spec.source}: {n} examples cannot hold test_size={n_test} + "
+            f"validation_size={n_val} and still leave training data"
+        )
+    perm = np.random.default_rng(spec.split_seed).permutation(n)
+    parts = {
+        "test": perm[:n_test],
+        "validation": perm[n_test : n_test + n_val],
+        "train": perm[n_test + n_val :],
+    }
+    if spec.train_samples is not None:
+        parts["train"] = parts["train"][: spec.train_samples]
+    splits = {k: Split([texts[i] for i in idx], labels[idx]) for k, idx in parts.items()}
+    key = hash_json(
+        {k: [s.texts, s.labels.tolist()] for k, s in splits.items()} | {"labels": names}
+    )
+    return Dataset(
+        label_names=names,
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        source=spec.source,
+        key=key,
+    )
+
+
+def _load_hub(spec: DataSpec) -> Dataset:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"'{spec.source}' is neither an offline dataset (rotten-tomatoes) nor an existing "
+            "file; to use a Hugging Face dataset id install `datasets` (pip install datasets)"
+        ) from None
+    try:
+        loaded = datasets.load_dataset(spec.source)
+    except Exception as exc:  # the hub client raises many types
+        raise DataError(f"could not load dataset '{spec.source}': {exc}") from None
+    rows: list[dict[str, Any]] = []
+    for split_name in loaded:
+        rows.extend(loaded[split_name])
+    feature = loaded[next(iter(loaded))].features.get(spec.label_column)
+    names = spec.labels or getattr(feature, "names", None)
+    texts, raw = _columns(rows, spec, spec.source)
+    labels, names = encode_labels(raw, names, spec.source)
+    return _split(spec, texts, labels, names)

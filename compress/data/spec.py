@@ -1,0 +1,30 @@
+"""The `data:` section of a recipe."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OFFLINE_DATASETS = ("rotten-tomatoes",)
+
+
+class DataSpec(BaseModel):
+    """Where the labelled data comes from and how it is split.
+
+    `source` is an offline default (`rotten-tomatoes`), a local file
+    (`.csv`, `.tsv`, `.jsonl`, `.json`, `.parquet`), or a Hugging Face dataset
+    id (needs the `datasets` package and a reachable hub).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field("rotten-tomatoes", description="offline name, local file, or hub id")
+    text_column: str = Field("text", description="column holding the input text")
+    label_column: str = Field("label", description="column holding the class label")
+    labels: list[str] | None = Field(
+        None, description="label names in id order; default: sorted distinct labels"
+    )
+    max_length: int = Field(64, ge=8, le=4096, description="tokens kept per text")
+    validation_size: int = Field(800, ge=1, description="examples held out for model selection")
+    test_size: int = Field(2000, ge=1, description="examples held out for the report")
+    split_seed: int = Field(0, description="seed of the fixed train/validation/test split")
+    train_samples: int | None = Field(None, ge=1, description="use only this many training rows")

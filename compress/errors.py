@@ -1,0 +1,90 @@
+"""Typed errors. Every user-facing failure is a `CompressError` with an exit code.
+
+The CLI prints `str(error)` as one line and exits with `error.exit_code`; a
+traceback is shown only for bugs (anything that is not a `CompressError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class CompressError(Exception):
+    """Base of every error the toolkit raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(CompressError):
+    """The user asked for something that cannot be done as asked (exit 2)."""
+
+    exit_code = 2
+
+
+class RecipeError(UserError):
+    """A recipe problem, located at `file:line key`.
+
+    >>> str(RecipeError("must be < 1 (got 1.5)", file="r.yaml", line=14, key="passes[2].prune.x"))
+    'r.yaml:14 passes[2].prune.x: must be < 1 (got 1.5)'
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.key = key
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.file or "<recipe>"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where} {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class DataError(UserError):
+    """The data could not be read or does not fit the task."""
+
+
+class ModelLoadError(UserError):
+    """A model could not be found or loaded."""
+
+
+class MissingDependencyError(UserError):
+    """An optional backend a recipe needs is not installed."""
+
+    def __init__(self, package: str, needed_for: str, install: str) -> None:
+        super().__init__(f"{needed_for} needs '{package}', which is not installed: {install}")
+
+
+class ExportParityError(CompressError):
+    """An exported model disagrees with its source beyond the tolerance."""
+
+    def __init__(self, what: str, diffs: dict[str, float], atol: float) -> None:
+        self.diffs = diffs
+        detail = ", ".join(f"{name}: max |diff| {value:.3g}" for name, value in diffs.items())
+        super().__init__(f"{what} does not match its source model at atol={atol:g}: {detail}")
+
+
+class PassFailed(CompressError):
+    """A pass ran but could not produce its artifact."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """Return a hint such as "did you mean 'quantize'?" for a misspelt name."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

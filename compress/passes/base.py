@@ -1,0 +1,57 @@
+"""What every pass shares: its config base class, its context and its registry entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from compress.artifacts import Artifact, ArtifactKind
+from compress.data import Dataset
+
+
+class PassConfig(BaseModel):
+    """Base of every pass config: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class PassContext:
+    """What a pass may use besides its input artifact and config.
+
+    `work_dir` is the pass's own (empty) output folder. Metrics put in
+    `metrics` land in the step's manifest and in the report.
+    """
+
+    work_dir: Path
+    data: Dataset
+    max_length: int
+    seed: int
+    key: str
+    progress: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        print(f"  {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    """A pass as the registry knows it.
+
+    `consumes`/`produces` are artifact kinds; the recipe validator uses them to
+    reject impossible orders before any model loads. `requires` lists
+    (import name, install hint) of optional backends the pass needs.
+    """
+
+    name: str
+    summary: str
+    config: type[PassConfig]
+    apply: Callable[[Artifact, Any, PassContext], Artifact]
+    consumes: ArtifactKind
+    produces: ArtifactKind
+    requires: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,33 @@
+"""Helpers the model-producing passes share."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from compress.artifacts import Artifact, Variant
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from compress.passes.base import PassContext
+
+
+def load_hf_input(
+    artifact: Artifact, ctx: PassContext
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an HF artifact as a classifier sized to the dataset's labels."""
+    from compress.models import load_classifier
+
+    return load_classifier(str(artifact.path), ctx.data.label_names)
+
+
+def save_hf_output(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ctx: PassContext
+) -> Artifact:
+    """Save to the pass's folder and describe the result as an HF artifact."""
+    from compress.models import save_hf
+
+    save_hf(model, tokenizer, ctx.work_dir)
+    variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
+    params = sum(p.numel() for p in model.parameters())
+    return Artifact("hf", ctx.work_dir, ctx.key, [variant], {"parameters": params})

@@ -1,0 +1,159 @@
+"""`distill`: teach a smaller student to imitate the input model (the teacher).
+
+The student is built from the teacher by keeping a subset of its transformer
+layers (DistilBERT-style initialization), or loaded from `student`. Loss:
+`alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CE(labels)`, plus an
+optional MSE between mapped hidden states. Teacher logits are computed once and
+cached unless hidden states are matched (those need the teacher every step).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from compress.artifacts import Artifact
+from compress.data.text import encode
+from compress.errors import UserError
+from compress.passes.base import PassContext, PassInfo
+from compress.passes.common import load_hf_input, save_hf_output
+from compress.training import TrainConfig, predict_logits, train
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+
+class DistillConfig(TrainConfig):
+    """Options of `distill`."""
+
+    epochs: float = Field(2.0, gt=0, le=100, description="passes over the training data")
+    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
+    layers: int | list[int] = Field(
+        3,
+        description="student depth (teacher layers picked evenly) or the teacher layer "
+        "indices to keep, e.g. [1, 3, 5]",
+    )
+    student: str | None = Field(
+        None, description="a student model (folder or hub id) instead of one built from layers"
+    )
+    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature T")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the distillation term")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state MSE (0: off)")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1")
+        if isinstance(value, list) and (
+            not value or len(set(value)) != len(value) or min(value) < 0
+        ):
+            raise ValueError("must be distinct, non-negative layer indices")
+        return value
+
+
+def pick_layers(depth: int, layers: int | list[int]) -> list[int]:
+    """Teacher layer indices a student keeps; an int picks evenly, ending at the top layer.
+
+    >>> pick_layers(6, 3)
+    [1, 3, 5]
+    """
+    if isinstance(layers, list):
+        if max(layers) >= depth:
+            raise UserError(f"distill.layers {layers}: the teacher has only {depth} layers")
+        return sorted(layers)
+    if layers > depth:
+        raise UserError(f"distill.layers={layers}: the teacher has only {depth} layers")
+    step = depth / layers
+    return [round(step * (i + 1)) - 1 for i in range(layers)]
+
+
+def student_from_teacher(teacher: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
+    """A copy of `teacher` holding only the encoder layers in `keep` (BERT-like models)."""
+    import copy
+
+    import torch
+
+    student = copy.deepcopy(teacher)
+    base = getattr(student, student.base_model_prefix, None)
+    encoder = getattr(base, "encoder", None)
+    layer_list = getattr(encoder, "layer", None)
+    if not isinstance(layer_list, torch.nn.ModuleList):
+        raise UserError(
+            f"distill cannot pick layers of {type(teacher).__name__}; give `student:` instead"
+        )
+    encoder.layer = torch.nn.ModuleList(layer_list[i] for i in keep)  # type: ignore[union-attr]
+    student.config.num_hidden_layers = len(keep)
+    return student
+
+
+def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
+    import torch
+    import torch.nn.functional as F
+
+    teacher, tokenizer = load_hf_input(artifact, ctx)
+    teacher.eval()
+    if cfg.student is not None:
+        from compress.models import load_classifier, resolve_source
+
+        student, _ = load_classifier(resolve_source(cfg.student), ctx.data.label_names)
+        keep = None
+    else:
+        keep = pick_layers(teacher.config.num_hidden_layers, cfg.layers)
+        student = student_from_teacher(teacher, keep)
+        ctx.log(f"student keeps teacher layers {keep} of {teacher.config.num_hidden_layers}")
+
+    cached: torch.Tensor | None = None
+    if cfg.hidden_weight == 0:
+        encoded = encode(tokenizer, ctx.data.train.texts, ctx.max_length)
+        logits = predict_logits(teacher, tokenizer, encoded, progress=ctx.progress, desc="teacher")
+        cached = torch.as_tensor(logits)
+    t, alpha = cfg.temperature, cfg.alpha
+
+    def loss_fn(
+        model: PreTrainedModel, batch: dict[str, torch.Tensor], idx: np.ndarray
+    ) -> torch.Tensor:
+        want_hidden = cfg.hidden_weight > 0
+        out = model(**batch, output_hidden_states=want_hidden)
+        hard = out.loss
+        if cached is not None:
+            teacher_logits = cached[idx].to(out.logits.device)
+        else:
+            with torch.no_grad():
+                t_out = teacher(**batch, output_hidden_states=True)
+            teacher_logits = t_out.logits
+        soft = F.kl_div(
+            F.log_softmax(out.logits / t, -1),
+            F.softmax(teacher_logits / t, -1),
+            reduction="batchmean",
+        ) * (t * t)
+        loss = alpha * soft + (1 - alpha) * hard
+        if want_hidden:
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            mapping = [0, *(i + 1 for i in keep)] if keep else None
+            pairs = list(enumerate(mapping)) if mapping else []
+            mse = sum(
+                (((out.hidden_states[s] - t_out.hidden_states[k]) ** 2) * mask).sum()
+                / (mask.sum() * out.hidden_states[s].shape[-1])
+                for s, k in pairs
+            )
+            loss = loss + cfg.hidden_weight * mse / max(1, len(pairs))
+        return loss
+
+    ctx.metrics.update(train(student, tokenizer, cfg, ctx, loss_fn, "distill"))
+    ctx.metrics["student_layers"] = keep
+    ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())
+    return save_hf_output(student, tokenizer, ctx)
+
+
+PASS = PassInfo(
+    name="distill",
+    summary="Distil into a smaller student (layer subset of the input, or a given model).",
+    config=DistillConfig,
+    apply=apply,
+    consumes="hf",
+    produces="hf",
+)

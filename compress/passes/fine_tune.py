@@ -1,0 +1,72 @@
+"""`fine_tune`: train the model on the recipe's data, fully or with LoRA.
+
+LoRA adapters (peft) are merged into the weights before the model is saved,
+so every later pass and export sees a plain Hugging Face model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from compress.artifacts import Artifact
+from compress.passes.base import PassContext, PassInfo
+from compress.passes.common import load_hf_input, save_hf_output
+from compress.training import TrainConfig, train
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+
+class FineTuneConfig(TrainConfig):
+    """Options of `fine_tune`."""
+
+    method: Literal["full", "lora"] = Field("full", description="train all weights, or LoRA")
+    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
+    lora_targets: list[str] = Field(
+        ["query", "value"], min_length=1, description="module names (or regexes) given adapters"
+    )
+
+
+def _cross_entropy(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], _: np.ndarray
+) -> torch.Tensor:
+    loss: torch.Tensor = model(**batch).loss
+    return loss
+
+
+def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
+    model, tokenizer = load_hf_input(artifact, ctx)
+    if cfg.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_targets,
+        )
+        peft_model: Any = get_peft_model(model, lora)
+        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        ctx.log(f"LoRA: {trainable:,} trainable parameters")
+        ctx.metrics.update(train(peft_model, tokenizer, cfg, ctx, _cross_entropy, "fine_tune"))
+        model = peft_model.merge_and_unload()
+    else:
+        ctx.metrics.update(train(model, tokenizer, cfg, ctx, _cross_entropy, "fine_tune"))
+    return save_hf_output(model, tokenizer, ctx)
+
+
+PASS = PassInfo(
+    name="fine_tune",
+    summary="Fine-tune on the recipe's data (full or LoRA, merged); keeps the best epoch.",
+    config=FineTuneConfig,
+    apply=apply,
+    consumes="hf",
+    produces="hf",
+)

@@ -1,0 +1,40 @@
+"""Pass names (the keys a recipe uses) -> their modules, imported only when asked for."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from compress.errors import MissingDependencyError, UserError, did_you_mean
+from compress.passes.base import PassInfo
+
+PASS_MODULES: dict[str, str] = {
+    "fine_tune": "compress.passes.fine_tune",
+    "distill": "compress.passes.distill",
+    "export_onnx": "compress.passes.export_onnx",
+    "quantize": "compress.passes.quantize",
+}
+
+
+def pass_names() -> list[str]:
+    return list(PASS_MODULES)
+
+
+def get_pass(name: str) -> PassInfo:
+    """The registered pass called `name`; an unknown name suggests the closest one."""
+    if name not in PASS_MODULES:
+        hint = did_you_mean(name, PASS_MODULES)
+        known = ", ".join(PASS_MODULES)
+        raise UserError(f"unknown pass '{name}'" + (f", {hint}" if hint else f" (known: {known})"))
+    module = importlib.import_module(PASS_MODULES[name])
+    info: PassInfo = module.PASS
+    return info
+
+
+def missing_backends(info: PassInfo) -> list[MissingDependencyError]:
+    """Errors for each optional backend of `info` that is not importable."""
+    return [
+        MissingDependencyError(package, f"pass '{info.name}'", install)
+        for package, install in info.requires
+        if importlib.util.find_spec(package) is None
+    ]

@@ -1,0 +1,88 @@
+"""Benchmark the stages of a run against the original model and write the report.
+
+The original is the model a user had before compressing: the output of the
+first pass when that pass is `fine_tune`, else the input model, in PyTorch
+FP32. Each stage's measurement is cached in its step folder, keyed by the
+benchmark settings and data, so `compress report` re-renders without
+re-measuring.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compress.artifacts import hash_json, write_json_atomic
+from compress.data import Dataset
+
+if TYPE_CHECKING:
+    from compress.recipe import Recipe
+    from compress.runner import StepResult
+
+
+def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepResult, str]]:
+    """(step, variant name) pairs to measure, the original first."""
+    original = 1 if len(results) > 1 and results[1].name == "fine_tune" else 0
+    picked = [(results[original], results[original].artifact.variants[0].name)]
+    later = results[original + 1 :]
+    if recipe.doc.benchmark.stages == "final" and later:
+        later = later[-1:]
+    for step in later:
+        picked.extend((step, v.name) for v in step.artifact.variants)
+    return picked
+
+
+def make_report(
+    recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
+) -> dict[str, Any]:
+    """Measure every selected stage (cached per step) and write report.json/.md/.png."""
+    from compress.benchmark.report import build_report, method_info, render_terminal, write_report
+    from compress.benchmark.stage import benchmark_variant
+
+    settings = recipe.doc.benchmark
+    max_length = recipe.doc.data.max_length
+    bench_key = hash_json(
+        {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
+    )
+    stages: list[dict[str, Any]] = []
+    print(
+        f"benchmarking {len(select_stages(recipe, results))} stages on {len(data.test)} test rows"
+    )
+    for step, name in select_stages(recipe, results):
+        variant = step.artifact.variant(name)
+        cache = step.folder / f"bench-{variant.name}-{bench_key}.json"
+        measured: dict[str, Any] | None = None
+        if cache.is_file():
+            measured = json.loads(cache.read_text())
+        if measured is None or measured.get("artifact_key") != step.artifact.key:
+            label = f"{step.folder.name}:{variant.name}"
+            print(f"  measuring {label} ({variant.runtime}, {variant.target})")
+            measured = benchmark_variant(
+                step.artifact,
+                variant,
+                data.test,
+                settings,
+                max_length,
+                progress,
+                keep_predictions=True,
+            )
+            measured["artifact_key"] = step.artifact.key
+            write_json_atomic(cache, measured)
+        stage = {
+            "stage": step.name,
+            "variant": variant.name,
+            "step": step.folder.name,
+            "file": variant.file,
+            "pass_seconds": step.manifest.get("seconds"),
+            **{k: v for k, v in measured.items() if k != "artifact_key"},
+        }
+        stages.append(stage)
+    method = method_info(settings, max_length)
+    method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
+    method["recipe"] = str(recipe.file)
+    report = build_report(stages, method)
+    written = write_report(report, out, plot=settings.plot)
+    print(render_terminal(report))
+    print("report: " + ", ".join(str(p) for p in written))
+    return report

@@ -1,0 +1,214 @@
+"""Run a validated recipe: input model -> passes (cached per step) -> report.
+
+The run folder holds `recipe.resolved.yaml`, `00-input/` (the input model as
+a classifier for the recipe's labels), one `NN-pass/` folder per pass, and
+`report.json` / `report.md` / `report.png`. A step whose manifest carries the
+same key (pass, config, parent artifact, data, seed, version) is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compress import __version__
+from compress.artifacts import (
+    MANIFEST,
+    MANIFEST_VERSION,
+    Artifact,
+    Variant,
+    hash_files,
+    hash_json,
+    read_manifest,
+    relocate,
+    step_writer,
+    write_json_atomic,
+)
+from compress.data import Dataset
+from compress.passes.base import PassContext
+from compress.recipe import PassStep, Recipe
+
+INPUT_STEP = "00-input"
+
+
+@dataclass
+class StepResult:
+    """A finished step: its folder, artifact, manifest, and whether it was reused."""
+
+    name: str
+    folder: Path
+    artifact: Artifact
+    manifest: dict[str, Any]
+    reused: bool
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "compress": __version__}
+    for name in ("torch", "transformers", "optimum", "onnx", "onnxruntime", "peft", "accelerate"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def default_out_dir(recipe: Recipe) -> Path:
+    return Path("runs") / recipe.name
+
+
+def run_recipe(
+    recipe: Recipe, out_dir: Path | None = None, progress: bool = True, report: bool = True
+) -> list[StepResult]:
+    """Run every pass (reusing finished steps), then benchmark and write the report."""
+    out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.resolved, sort_keys=False))
+    print(f"compress {__version__}: recipe {recipe.file} -> {out}")
+
+    from compress.data.loaders import load_dataset
+
+    data = load_dataset(recipe.doc.data, recipe.file.parent)
+    print(
+        f"data: {data.source} ({len(data.train)} train / {len(data.validation)} validation / "
+        f"{len(data.test)} test, labels {data.label_names})"
+    )
+    results = [_input_step(recipe, data, out)]
+    total = len(recipe.steps)
+    for step in recipe.steps:
+        print(f"[{step.index + 1}/{total}] {step.name}")
+        results.append(_run_step(recipe, step, results[-1], data, out, progress))
+    if report:
+        from compress.report_stages import make_report
+
+        make_report(recipe, results, data, out, progress)
+    return results
+
+
+def _manifest(
+    name: str,
+    key: str,
+    parent: str | None,
+    config: dict[str, Any],
+    artifact: Artifact,
+    metrics: dict[str, Any],
+    started: float,
+    data: Dataset,
+    seed: int,
+) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "pass": name,
+        "key": key,
+        "parent_key": parent,
+        "config": config,
+        "data_key": data.key,
+        "seed": seed,
+        "artifact": artifact.to_json(),
+        "metrics": metrics,
+        "versions": versions(),
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def _reuse(folder: Path, key: str, name: str) -> StepResult | None:
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("key") != key:
+        return None
+    artifact = Artifact.from_json(manifest["artifact"], path=folder)
+    return StepResult(name, folder, artifact, manifest, reused=True)
+
+
+def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
+    from compress.models import resolve_source
+
+    spec = recipe.doc.model
+    location = resolve_source(spec.source, recipe.file.parent)
+    source_key = (
+        hash_files(Path(location)) if Path(location).exists() else f"{location}@{spec.revision}"
+    )
+    key = hash_json({"source": source_key, "labels": data.label_names, "version": __version__})
+    folder = out / INPUT_STEP
+    cached = _reuse(folder, key, "input")
+    if cached is not None:
+        print(f"model: {spec.source} (reused {folder})")
+        return cached
+    print(f"model: {spec.source} ({location})")
+    from compress.models import load_classifier, save_hf
+
+    started = time.time()
+    model, tokenizer = load_classifier(location, data.label_names, spec.revision)
+    with step_writer(folder) as work:
+        save_hf(model, tokenizer, work)
+        params = sum(p.numel() for p in model.parameters())
+        variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
+        artifact = Artifact("hf", folder, key, [variant], {"parameters": params})
+        manifest = _manifest(
+            "input",
+            key,
+            None,
+            spec.model_dump(mode="json"),
+            artifact,
+            {"source": location},
+            started,
+            data,
+            recipe.doc.seed,
+        )
+        write_json_atomic(work / MANIFEST, manifest)
+    return StepResult("input", folder, artifact, manifest, reused=False)
+
+
+def _run_step(
+    recipe: Recipe, step: PassStep, parent: StepResult, data: Dataset, out: Path, progress: bool
+) -> StepResult:
+    config = step.config.model_dump(mode="json")
+    key = hash_json(
+        {
+            "pass": step.name,
+            "config": config,
+            "parent": parent.artifact.key,
+            "data": data.key,
+            "max_length": recipe.doc.data.max_length,
+            "seed": recipe.doc.seed,
+            "version": __version__,
+        }
+    )
+    folder = out / step.folder
+    cached = _reuse(folder, key, step.name)
+    if cached is not None:
+        print(f"  reused {folder} (same input, config and data)")
+        return cached
+    started = time.time()
+    with step_writer(folder) as work:
+        ctx = PassContext(
+            work_dir=work,
+            data=data,
+            max_length=recipe.doc.data.max_length,
+            seed=recipe.doc.seed,
+            key=key,
+            progress=progress,
+        )
+        produced = step.info.apply(parent.artifact, step.config, ctx)
+        artifact = relocate(produced, folder)
+        manifest = _manifest(
+            step.name,
+            key,
+            parent.artifact.key,
+            config,
+            artifact,
+            ctx.metrics,
+            started,
+            data,
+            recipe.doc.seed,
+        )
+        write_json_atomic(work / MANIFEST, manifest)
+    print(f"  done in {manifest['seconds']:.0f} s -> {folder}")
+    return StepResult(step.name, folder, artifact, manifest, reused=False)

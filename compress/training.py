@@ -1,0 +1,167 @@
+"""The training loop shared by the passes that train (fine_tune, distill).
+
+AdamW with linear warm-up and decay, length-bucketed batches, validation
+accuracy after every epoch, and the best epoch's weights kept. It runs under
+`accelerate`, so the same code trains on CPU, one GPU, or several processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+from compress.data import Split
+from compress.data.text import Encoded, bucketed_batches, collate, encode, sorted_batches
+from compress.passes.base import PassConfig, PassContext
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+LossFn = Callable[["PreTrainedModel", dict[str, "torch.Tensor"], np.ndarray], "torch.Tensor"]
+
+
+class TrainConfig(PassConfig):
+    """Options shared by every pass that trains."""
+
+    epochs: float = Field(1.0, gt=0, le=100, description="passes over the training data")
+    batch_size: int = Field(32, ge=1, le=4096, description="examples per step")
+    lr: float = Field(5e-5, gt=0, lt=1, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
+
+
+def predict_logits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: Encoded,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Logits for every encoded example, in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.eval()
+    lengths = [len(e["input_ids"]) for e in encoded]
+    out: np.ndarray | None = None
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for idx in tqdm(sorted_batches(lengths, batch_size), desc=desc, disable=not progress):
+            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
+            logits = model(**batch).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(encoded), logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+    assert out is not None, "no examples to predict"
+    return out
+
+
+def accuracy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: Split, max_length: int
+) -> float:
+    logits = predict_logits(model, tokenizer, encode(tokenizer, split.texts, max_length))
+    return float((logits.argmax(-1) == split.labels).mean())
+
+
+def train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: TrainConfig,
+    ctx: PassContext,
+    loss_fn: LossFn,
+    desc: str,
+) -> dict[str, Any]:
+    """Train `model` in place on `ctx.data.train`; returns per-epoch metrics.
+
+    `loss_fn(model, batch, indices)` gets the padded batch (with `labels`) and
+    the training-set indices of its rows, so it can look up cached targets.
+    """
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(ctx.seed)
+    rng = np.random.default_rng(ctx.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    train_split = ctx.data.train
+    encoded = encode(tokenizer, train_split.texts, ctx.max_length)
+    val_encoded = encode(tokenizer, ctx.data.validation.texts, ctx.max_length)
+    lengths = [len(e["input_ids"]) for e in encoded]
+    labels = torch.as_tensor(train_split.labels)
+
+    steps_per_epoch = -(-len(encoded) // (cfg.batch_size * accelerator.num_processes))
+    total_steps = max(1, round(steps_per_epoch * cfg.epochs))
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            is_plain = param.ndim < 2 or "LayerNorm" in name or name.endswith("bias")
+            (no_decay if is_plain else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
+        lr=cfg.lr,
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(total_steps * cfg.warmup_ratio), total_steps
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    history: list[dict[str, float]] = []
+    best_acc, best_state = -1.0, None
+    step, epoch = 0, 0
+    while step < total_steps:
+        epoch += 1
+        model.train()
+        batches = bucketed_batches(lengths, cfg.batch_size, rng)
+        batches = batches[accelerator.process_index :: accelerator.num_processes]
+        batches = batches[: total_steps - step]
+        bar = tqdm(batches, desc=f"{desc} epoch {epoch}", disable=not ctx.progress)
+        running = 0.0
+        for n, idx in enumerate(bar, 1):
+            batch = {
+                k: v.to(accelerator.device) for k, v in collate(tokenizer, encoded, idx).items()
+            }
+            batch["labels"] = labels[idx].to(accelerator.device)
+            loss = loss_fn(model, batch, idx)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            running += float(loss.detach())
+            bar.set_postfix(loss=f"{running / n:.4f}")
+        unwrapped = accelerator.unwrap_model(model)
+        val_logits = predict_logits(unwrapped, tokenizer, val_encoded)
+        val_acc = float((val_logits.argmax(-1) == ctx.data.validation.labels).mean())
+        history.append(
+            {"epoch": epoch, "train_loss": running / max(1, len(batches)), "val_accuracy": val_acc}
+        )
+        ctx.log(
+            f"{desc} epoch {epoch}: train loss {running / max(1, len(batches)):.4f}, "
+            f"validation accuracy {val_acc:.4f}"
+        )
+        if cfg.keep_best and val_acc > best_acc:
+            best_acc = val_acc
+            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+    final = accelerator.unwrap_model(model)
+    if cfg.keep_best and best_state is not None:
+        final.load_state_dict(best_state)
+    final.eval()
+    return {
+        "epochs": history,
+        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "steps": step,
+        "processes": accelerator.num_processes,
+    }

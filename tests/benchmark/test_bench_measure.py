@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compress.benchmark import measure
+from compress.benchmark.measure import LatencyStats, fixed_shape_batch, measure_latency
+
+
+def _clock(durations_ms: list[float]) -> Iterator[float]:
+    """perf_counter values: each timed call takes the next duration."""
+    now = 100.0
+    for d in durations_ms:
+        yield now
+        now += d / 1000.0
+        yield now
+        now += 1.0  # time between calls does not count
+
+
+def test_measure_latency_counts_calls_and_computes_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = [float(x) for x in [7, 1, 10, 3, 5, 2, 9, 4, 8, 6]]
+    ticks = _clock(durations)
+    monkeypatch.setattr(measure, "perf_counter", lambda: next(ticks))
+    calls = []
+    stats = measure_latency(lambda: calls.append(1), warmup=3, repetitions=10)
+    assert len(calls) == 13
+    assert stats.repetitions == 10
+    assert stats.p50_ms == pytest.approx(5.5, abs=1e-6)
+    assert stats.p90_ms == pytest.approx(9.1, abs=1e-6)
+    assert stats.p99_ms == pytest.approx(9.91, abs=1e-6)
+    assert stats.mean_ms == pytest.approx(5.5, abs=1e-6)
+    assert stats.std_ms == pytest.approx(float(np.std(durations, ddof=1)), abs=1e-6)
+    assert stats.throughput(8) == pytest.approx(8 * 1000 / 5.5, rel=1e-6)
+
+
+def test_measure_latency_real_clock_orders_percentiles() -> None:
+    stats = measure_latency(lambda: sum(range(200)), warmup=2, repetitions=25)
+    assert isinstance(stats, LatencyStats)
+    assert stats.repetitions == 25
+    assert 0 <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    assert stats.std_ms >= 0
+    assert set(stats.to_json()) == {
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "std_ms",
+        "repetitions",
+    }
+
+
+def test_measure_latency_rejects_bad_counts() -> None:
+    with pytest.raises(ValueError):
+        measure_latency(lambda: None, warmup=0, repetitions=0)
+    with pytest.raises(ValueError):
+        measure_latency(lambda: None, warmup=-1, repetitions=5)
+
+
+def test_fixed_shape_batch(tokenizer: Any) -> None:
+    texts = ["good", "the movie was great and the story was very fun and the actors were fine"]
+    feeds = fixed_shape_batch(tokenizer, texts, batch_size=5, sequence_length=8)
+    assert set(feeds) == {"input_ids", "attention_mask", "token_type_ids"}
+    for value in feeds.values():
+        assert value.shape == (5, 8)
+        assert value.dtype == np.int64
+    mask = feeds["attention_mask"]
+    assert mask[0].sum() == 3  # [CLS] good [SEP], then padding
+    assert mask[1].sum() == 8  # truncated
+    assert (feeds["input_ids"][2] == feeds["input_ids"][0]).all()  # texts repeat
+    assert feeds["input_ids"][0, 1] == tokenizer.convert_tokens_to_ids("good")
+
+
+def test_fixed_shape_batch_needs_texts(tokenizer: Any) -> None:
+    with pytest.raises(ValueError):
+        fixed_shape_batch(tokenizer, [], batch_size=1, sequence_length=8)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compress.artifacts import Artifact
+from compress.benchmark.settings import BenchmarkSettings
+from compress.benchmark.stage import benchmark_variant
+from compress.data import Split
+
+SETTINGS = BenchmarkSettings(
+    batch_sizes=[1, 4], sequence_length=16, threads=1, warmup=1, repetitions=5, eval_batch_size=4
+)
+LATENCY_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s"}
+
+
+@pytest.mark.parametrize("which", ["hf_artifact", "onnx_artifact", "int8_artifact"])
+def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Split) -> None:
+    artifact: Artifact = request.getfixturevalue(which)
+    variant = artifact.variants[0]
+    result = benchmark_variant(artifact, variant, split, SETTINGS, max_length=32, progress=False)
+    assert set(result) == {
+        "runtime",
+        "precision",
+        "target",
+        "accuracy",
+        "macro_f1",
+        "n_eval",
+        "latency",
+        "size_bytes",
+        "parameters",
+    }
+    assert (result["runtime"], result["precision"], result["target"]) == (
+        variant.runtime,
+        variant.precision,
+        variant.target,
+    )
+    assert result["n_eval"] == len(split)
+    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0
+    assert set(result["latency"]) == {"b1", "b4"}
+    for stats in result["latency"].values():
+        assert set(stats) == LATENCY_KEYS
+        assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+        assert stats["throughput_per_s"] > 0
+    assert result["size_bytes"] > 0 and result["parameters"] > 0
+    json.dumps(result)  # JSON-able
+
+
+def test_benchmark_variant_eval_samples_and_predictions(
+    hf_artifact: Artifact, split: Split
+) -> None:
+    settings = SETTINGS.model_copy(update={"eval_samples": 3, "batch_sizes": [2]})
+    variant = hf_artifact.variants[0]
+    result = benchmark_variant(
+        hf_artifact, variant, split, settings, max_length=32, progress=False, keep_predictions=True
+    )
+    assert result["n_eval"] == 3
+    assert set(result["latency"]) == {"b2"}
+    assert len(result["predictions"]) == 3 and all(p in (0, 1) for p in result["predictions"])

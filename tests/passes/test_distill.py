@@ -1,0 +1,54 @@
+from collections.abc import Callable
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from compress.artifacts import Artifact
+from compress.errors import UserError
+from compress.passes.base import PassContext
+from compress.passes.distill import DistillConfig, apply, pick_layers, student_from_teacher
+
+
+def test_pick_layers() -> None:
+    assert pick_layers(6, 3) == [1, 3, 5]
+    assert pick_layers(6, 2) == [2, 5]
+    assert pick_layers(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert pick_layers(4, [2, 0]) == [0, 2]
+    with pytest.raises(UserError, match="only 4 layers"):
+        pick_layers(4, 5)
+    with pytest.raises(UserError, match="only 4 layers"):
+        pick_layers(4, [1, 4])
+
+
+def test_layers_option_is_validated() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        DistillConfig(layers=[1, 1])
+    with pytest.raises(ValueError, match=">= 1"):
+        DistillConfig(layers=0)
+
+
+def test_student_copies_the_chosen_teacher_layers(tiny_hf: Artifact) -> None:
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
+    student = student_from_teacher(teacher, [1, 3])
+    assert student.config.num_hidden_layers == 2
+    assert teacher.config.num_hidden_layers == 4
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    key = "bert.encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(s_state[key.format(0)], t_state[key.format(1)])
+    assert torch.equal(s_state[key.format(1)], t_state[key.format(3)])
+
+
+@pytest.mark.parametrize("hidden_weight", [0.0, 1.0])
+def test_distilled_student_is_smaller_and_reloads(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext], hidden_weight: float
+) -> None:
+    ctx = make_ctx(f"kd{hidden_weight}")
+    cfg = DistillConfig(layers=2, epochs=2, batch_size=16, lr=1e-3, hidden_weight=hidden_weight)
+    out = apply(tiny_hf, cfg, ctx)
+    student = AutoModelForSequenceClassification.from_pretrained(out.path)
+    assert student.config.num_hidden_layers == 2
+    assert len(student.bert.encoder.layer) == 2
+    assert ctx.metrics["student_layers"] == [1, 3]
+    assert out.meta["parameters"] == sum(p.numel() for p in student.parameters())
+    assert ctx.metrics["epochs"][-1]["train_loss"] < ctx.metrics["epochs"][0]["train_loss"]
