@@ -21,6 +21,7 @@ POSITIVE = ["good", "great", "fine", "fun", "loved", "superb"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "hated", "weak"]
 FILLER = "the a movie film plot actor story scene was is very not really quite and but".split()
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+UNUSED = "zebra quantum harbor ##ing ##s violin".split()  # in the vocabulary, never in the texts
 
 
 def make_texts(n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -45,12 +46,13 @@ def build_tiny_classifier(folder: Path, layers: int = 4) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + POSITIVE + NEGATIVE + FILLER) + "\n")
+    words = SPECIAL + POSITIVE + NEGATIVE + FILLER + UNUSED
+    vocab.write_text("\n".join(words) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=64)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(SPECIAL) + len(POSITIVE) + len(NEGATIVE) + len(FILLER),
+        vocab_size=len(words),
         hidden_size=32,
         num_hidden_layers=layers,
         num_attention_heads=2,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact
 from compress.data.text import encode
@@ -39,8 +39,8 @@ class DistillConfig(TrainConfig):
     student: str | None = Field(
         None, description="a student model (folder or hub id) instead of one built from layers"
     )
-    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature T")
-    alpha: float = Field(0.9, ge=0, le=1, description="weight of the distillation term")
+    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
     hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state MSE (0: off)")
 
     @field_validator("layers")
@@ -54,12 +54,21 @@ class DistillConfig(TrainConfig):
             raise ValueError("must be distinct, non-negative layer indices")
         return value
 
+    @model_validator(mode="after")
+    def _hidden_needs_layer_map(self) -> DistillConfig:
+        if self.hidden_weight > 0 and self.student is not None:
+            raise ValueError(
+                "hidden_weight needs a student built from the teacher's layers; "
+                "remove `student` or set hidden_weight: 0"
+            )
+        return self
+
 
 def pick_layers(depth: int, layers: int | list[int]) -> list[int]:
-    """Teacher layer indices a student keeps; an int picks evenly, ending at the top layer.
+    """Teacher layer indices a student keeps; an int picks evenly from the bottom layer up.
 
     >>> pick_layers(6, 3)
-    [1, 3, 5]
+    [0, 2, 4]
     """
     if isinstance(layers, list):
         if max(layers) >= depth:
@@ -68,7 +77,7 @@ def pick_layers(depth: int, layers: int | list[int]) -> list[int]:
     if layers > depth:
         raise UserError(f"distill.layers={layers}: the teacher has only {depth} layers")
     step = depth / layers
-    return [round(step * (i + 1)) - 1 for i in range(layers)]
+    return [int(step * i) for i in range(layers)]
 
 
 def student_from_teacher(teacher: PreTrainedModel, keep: list[int]) -> PreTrainedModel:

@@ -11,8 +11,9 @@ from compress.passes.distill import DistillConfig, apply, pick_layers, student_f
 
 
 def test_pick_layers() -> None:
-    assert pick_layers(6, 3) == [1, 3, 5]
-    assert pick_layers(6, 2) == [2, 5]
+    assert pick_layers(6, 3) == [0, 2, 4]
+    assert pick_layers(6, 2) == [0, 3]
+    assert pick_layers(12, 4) == [0, 3, 6, 9]
     assert pick_layers(6, 6) == [0, 1, 2, 3, 4, 5]
     assert pick_layers(4, [2, 0]) == [0, 2]
     with pytest.raises(UserError, match="only 4 layers"):
@@ -26,6 +27,8 @@ def test_layers_option_is_validated() -> None:
         DistillConfig(layers=[1, 1])
     with pytest.raises(ValueError, match=">= 1"):
         DistillConfig(layers=0)
+    with pytest.raises(ValueError, match="hidden_weight needs"):
+        DistillConfig(student="some/model", hidden_weight=1.0)
 
 
 def test_student_copies_the_chosen_teacher_layers(tiny_hf: Artifact) -> None:
@@ -49,6 +52,6 @@ def test_distilled_student_is_smaller_and_reloads(
     student = AutoModelForSequenceClassification.from_pretrained(out.path)
     assert student.config.num_hidden_layers == 2
     assert len(student.bert.encoder.layer) == 2
-    assert ctx.metrics["student_layers"] == [1, 3]
+    assert ctx.metrics["student_layers"] == [0, 2]
     assert out.meta["parameters"] == sum(p.numel() for p in student.parameters())
     assert ctx.metrics["epochs"][-1]["train_loss"] < ctx.metrics["epochs"][0]["train_loss"]
