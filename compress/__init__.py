@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from compress.artifacts import StepResult
     from compress.recipe import Recipe
-    from compress.runner import StepResult
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

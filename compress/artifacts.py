@@ -92,6 +92,17 @@ class Artifact:
         )
 
 
+@dataclass
+class StepResult:
+    """A finished step of a run: its folder, artifact, manifest, and whether it was reused."""
+
+    name: str
+    folder: Path
+    artifact: Artifact
+    manifest: dict[str, Any]
+    reused: bool
+
+
 def hash_json(data: Any) -> str:
     """Stable short hash of JSON-able data."""
     text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))

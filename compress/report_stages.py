@@ -13,12 +13,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compress.artifacts import hash_json, write_json_atomic
+from compress.artifacts import StepResult, hash_json, write_json_atomic
 from compress.data import Dataset
 
 if TYPE_CHECKING:
     from compress.recipe import Recipe
-    from compress.runner import StepResult
 
 
 def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepResult, str]]:

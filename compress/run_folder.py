@@ -9,11 +9,11 @@ from compress.errors import UserError
 
 def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     """Rebuild the report of `run_dir` from its resolved recipe and step manifests."""
-    from compress.artifacts import Artifact, read_manifest
+    from compress.artifacts import Artifact, StepResult, read_manifest
     from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
     from compress.report_stages import make_report
-    from compress.runner import INPUT_STEP, StepResult
+    from compress.runner import INPUT_STEP
 
     resolved = run_dir / "recipe.resolved.yaml"
     if not resolved.is_file():

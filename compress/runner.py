@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from compress.artifacts import (
     MANIFEST,
     MANIFEST_VERSION,
     Artifact,
+    StepResult,
     Variant,
     hash_files,
     hash_json,
@@ -36,17 +36,6 @@ from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
 
 INPUT_STEP = "00-input"
-
-
-@dataclass
-class StepResult:
-    """A finished step: its folder, artifact, manifest, and whether it was reused."""
-
-    name: str
-    folder: Path
-    artifact: Artifact
-    manifest: dict[str, Any]
-    reused: bool
 
 
 def versions() -> dict[str, str]:
@@ -142,9 +131,12 @@ def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
         print(f"model: {spec.source} (reused {folder})")
         return cached
     print(f"model: {spec.source} ({location})")
+    from transformers import set_seed
+
     from compress.models import load_classifier, save_hf
 
     started = time.time()
+    set_seed(recipe.doc.seed)  # a new classification head is initialised the same way every run
     model, tokenizer = load_classifier(location, data.label_names, spec.revision)
     with step_writer(folder) as work:
         save_hf(model, tokenizer, work)

@@ -36,6 +36,29 @@ class TrainConfig(PassConfig):
     keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
 
 
+def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's distillation term: T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
+    import torch.nn.functional as F
+
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student / t, -1), F.softmax(teacher / t, -1), reduction="batchmean")
+    return kl * (t * t)
+
+
+def distillation_loss_fn(teacher_logits: torch.Tensor, temperature: float, alpha: float) -> LossFn:
+    """A loss `alpha * kd_term + (1 - alpha) * CE` against cached teacher logits (by row index)."""
+
+    def loss_fn(
+        model: PreTrainedModel, batch: dict[str, torch.Tensor], idx: np.ndarray
+    ) -> torch.Tensor:
+        out = model(**batch)
+        soft = kd_term(out.logits, teacher_logits[idx].to(out.logits.device), temperature)
+        total: torch.Tensor = alpha * soft + (1 - alpha) * out.loss
+        return total
+
+    return loss_fn
+
+
 def predict_logits(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

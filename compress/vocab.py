@@ -5,8 +5,8 @@ saved fast tokenizer that carries ids is rewritten consistently:
 `tokenizer.json` (vocabulary, added tokens, the post-processor's special
 tokens), `vocab.txt`, and `tokenizer_config.json`'s `added_tokens_decoder`.
 WordPiece matches greedily (longest known prefix first), so a word whose
-pieces are all kept is split exactly as before; a word with a piece that was
-dropped becomes `[UNK]`.
+pieces are all kept is split exactly as before; a word that needs a dropped
+piece is split into the kept pieces where it can be, else it becomes `[UNK]`.
 """
 
 from __future__ import annotations

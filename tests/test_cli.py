@@ -16,7 +16,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     recipe = Path(__file__).parents[1] / "recipes" / "distil_int8.yaml"
     assert main(["validate", str(recipe)]) == 0
-    assert "fine_tune -> distill -> prune_vocab -> export_onnx -> quantize" in capsys.readouterr().out
+    assert (
+        "fine_tune -> distill -> prune_vocab -> export_onnx -> quantize" in capsys.readouterr().out
+    )
 
 
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_run_resume_and_report(
     assert all(r.reused for r in second)
     assert "measuring" not in capsys.readouterr().out  # benchmark results are cached too
 
-    changed = load_recipe(recipe_file, ["passes[1].distill.temperature=2.0"])
+    changed = load_recipe(recipe_file, ["passes[1].distill.temperature=3.0"])
     third = run_recipe(changed, out, progress=False, report=False)
     assert [r.reused for r in third] == [True, True, False, False, False]
 
@@ -103,3 +103,13 @@ def test_a_half_written_step_is_not_trusted(recipe_file: Path, tmp_path: Path) -
     assert [r.reused for r in again] == [True, False]
     assert (out / "01-fine_tune" / "manifest.json").is_file()
     assert not (out / ".01-fine_tune.partial").exists()
+
+
+def test_same_seed_same_results(recipe_file: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(recipe_file, ["passes=[{fine_tune: {epochs: 0.5}}]"])
+    first = run_recipe(recipe, tmp_path / "a", progress=False, report=False)
+    second = run_recipe(recipe, tmp_path / "b", progress=False, report=False)
+    assert first[1].manifest["metrics"]["epochs"] == second[1].manifest["metrics"]["epochs"]
+    assert (tmp_path / "a" / "01-fine_tune" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "01-fine_tune" / "model.safetensors"
+    ).read_bytes()

@@ -19,7 +19,14 @@ from compress.data.text import encode
 from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_hf_input, save_hf_output
-from compress.training import TrainConfig, predict_logits, train
+from compress.training import (
+    LossFn,
+    TrainConfig,
+    distillation_loss_fn,
+    kd_term,
+    predict_logits,
+    train,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -99,9 +106,34 @@ def student_from_teacher(teacher: PreTrainedModel, keep: list[int]) -> PreTraine
     return student
 
 
+def _hidden_state_loss(teacher: PreTrainedModel, keep: list[int], cfg: DistillConfig) -> LossFn:
+    """KD + CE + MSE of each student layer against its teacher layer (teacher runs online)."""
+    import torch
+
+    pairs = list(enumerate([0, *(i + 1 for i in keep)]))  # embeddings, then each kept layer
+
+    def loss_fn(
+        model: PreTrainedModel, batch: dict[str, torch.Tensor], idx: np.ndarray
+    ) -> torch.Tensor:
+        out = model(**batch, output_hidden_states=True)
+        with torch.no_grad():
+            t_out = teacher(**batch, output_hidden_states=True)
+        loss = cfg.alpha * kd_term(out.logits, t_out.logits, cfg.temperature)
+        loss = loss + (1 - cfg.alpha) * out.loss
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        denominator = mask.sum() * out.hidden_states[0].shape[-1]
+        mse = sum(
+            (((out.hidden_states[s] - t_out.hidden_states[k]) ** 2) * mask).sum() / denominator
+            for s, k in pairs
+        )
+        total: torch.Tensor = loss + cfg.hidden_weight * mse / len(pairs)
+        return total
+
+    return loss_fn
+
+
 def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
     import torch
-    import torch.nn.functional as F
 
     teacher, tokenizer = load_hf_input(artifact, ctx)
     teacher.eval()
@@ -115,43 +147,13 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
         student = student_from_teacher(teacher, keep)
         ctx.log(f"student keeps teacher layers {keep} of {teacher.config.num_hidden_layers}")
 
-    cached: torch.Tensor | None = None
     if cfg.hidden_weight == 0:
         encoded = encode(tokenizer, ctx.data.train.texts, ctx.max_length)
         logits = predict_logits(teacher, tokenizer, encoded, progress=ctx.progress, desc="teacher")
-        cached = torch.as_tensor(logits)
-    t, alpha = cfg.temperature, cfg.alpha
-
-    def loss_fn(
-        model: PreTrainedModel, batch: dict[str, torch.Tensor], idx: np.ndarray
-    ) -> torch.Tensor:
-        want_hidden = cfg.hidden_weight > 0
-        out = model(**batch, output_hidden_states=want_hidden)
-        hard = out.loss
-        if cached is not None:
-            teacher_logits = cached[idx].to(out.logits.device)
-        else:
-            with torch.no_grad():
-                t_out = teacher(**batch, output_hidden_states=True)
-            teacher_logits = t_out.logits
-        soft = F.kl_div(
-            F.log_softmax(out.logits / t, -1),
-            F.softmax(teacher_logits / t, -1),
-            reduction="batchmean",
-        ) * (t * t)
-        loss = alpha * soft + (1 - alpha) * hard
-        if want_hidden:
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            mapping = [0, *(i + 1 for i in keep)] if keep else None
-            pairs = list(enumerate(mapping)) if mapping else []
-            mse = sum(
-                (((out.hidden_states[s] - t_out.hidden_states[k]) ** 2) * mask).sum()
-                / (mask.sum() * out.hidden_states[s].shape[-1])
-                for s, k in pairs
-            )
-            loss = loss + cfg.hidden_weight * mse / max(1, len(pairs))
-        return loss
-
+        loss_fn = distillation_loss_fn(torch.as_tensor(logits), cfg.temperature, cfg.alpha)
+    else:
+        assert keep is not None  # the config forbids hidden_weight with a given student
+        loss_fn = _hidden_state_loss(teacher, keep, cfg)
     ctx.metrics.update(train(student, tokenizer, cfg, ctx, loss_fn, "distill"))
     ctx.metrics["student_layers"] = keep
     ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())

@@ -54,11 +54,12 @@ def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifa
         from onnxruntime.transformers.optimizer import optimize_model
 
         config = model.config
+        uniform = not getattr(config, "pruned_heads", None)  # else let ORT read each layer's
         optimized = optimize_model(
             str(portable),
             model_type="bert",
-            num_heads=config.num_attention_heads,
-            hidden_size=config.hidden_size,
+            num_heads=config.num_attention_heads if uniform else 0,
+            hidden_size=config.hidden_size if uniform else 0,
         )
         target = ctx.work_dir / "model_ort.onnx"
         optimized.save_model_to_file(str(target))

@@ -5,7 +5,8 @@ In small encoders the word embedding is most of the model (MiniLM-L6: 11.7M of
 training split by default), keeps those seen at least `min_count` times plus
 the special tokens and the first `reserve` ids, renumbers the tokenizer, and
 slices the embedding rows. Texts made only of kept tokens give exactly the
-same outputs as before (checked); other words map to `[UNK]`. The result is
+same outputs as before (checked); other words are split into kept pieces
+where WordPiece can, else map to `[UNK]` (the share is reported). The result is
 an ordinary Hugging Face folder that `from_pretrained` loads.
 """
 

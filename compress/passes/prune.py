@@ -1,0 +1,160 @@
+"""`prune`: remove attention heads, FFN neurons and whole layers, so the model really shrinks.
+
+The pruned model is an ordinary Hugging Face folder (`config.pruned_heads`,
+`intermediate_size` and `num_hidden_layers` updated) that `from_pretrained`
+reloads and that exports to ONNX. Optional recovery distils the pruned model
+from the unpruned one on the recipe's training data inside the pass; an
+iterative schedule is a recipe that repeats `prune` with a small ratio.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from compress.artifacts import Artifact
+from compress.errors import UserError
+from compress.passes.base import PassConfig, PassContext, PassInfo
+from compress.passes.common import load_hf_input, save_hf_output
+from compress.training import TrainConfig, distillation_loss_fn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class RecoveryConfig(TrainConfig):
+    """Distillation from the unpruned model after pruning."""
+
+    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
+    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
+
+
+class PruneConfig(PassConfig):
+    """Options of `prune`."""
+
+    heads: float = Field(0.0, ge=0, lt=1, description="share of attention heads to remove")
+    ffn: float = Field(0.0, ge=0, lt=1, description="share of FFN neurons to remove per layer")
+    layers: int | list[int] | None = Field(
+        None, description="keep this many layers (evenly picked) or these layer indices"
+    )
+    importance: Literal["magnitude", "taylor"] = Field(
+        "taylor", description="weight magnitude, or gradient-based scores on training data"
+    )
+    importance_batches: int = Field(16, ge=1, description="training batches for taylor scores")
+    targets: list[str] = Field(
+        [r".*"], description="regexes of layer names whose heads may be pruned"
+    )
+    ignore: list[str] = Field([], description="regexes of layer names to leave unpruned heads")
+    min_heads: int = Field(1, ge=1, description="heads kept in every layer at least")
+    round_to: int = Field(8, ge=1, description="FFN width is rounded to a multiple of this")
+    recovery: RecoveryConfig | None = Field(
+        None, description="distil from the unpruned model after pruning (e.g. {epochs: 1})"
+    )
+
+    @field_validator("targets", "ignore")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"'{pattern}' is not a valid regex ({exc})") from None
+        return value
+
+
+def _prune_in_place(
+    model: PreTrainedModel, cfg: PruneConfig, ctx: PassContext, tokenizer: PreTrainedTokenizerBase
+) -> dict[str, Any]:
+    from compress.passes.distill import pick_layers, student_from_teacher
+    from compress.pruning import (
+        heads_to_prune,
+        layer_names,
+        magnitude_scores,
+        prune_ffn,
+        round_width,
+        select_layers,
+        taylor_scores,
+    )
+
+    report: dict[str, Any] = {}
+    if cfg.layers is not None:
+        keep = pick_layers(model.config.num_hidden_layers, cfg.layers)
+        model = student_from_teacher(model, keep)
+        report["kept_layers"] = keep
+    if cfg.heads == 0 and cfg.ffn == 0:
+        return {"model": model, **report}
+    if cfg.importance == "taylor":
+        head_scores, neuron_scores = taylor_scores(
+            model,
+            tokenizer,
+            ctx.data.train,
+            ctx.max_length,
+            cfg.importance_batches,
+            32,
+            ctx.seed,
+        )
+    else:
+        head_scores, neuron_scores = magnitude_scores(model)
+    if cfg.heads > 0:
+        names = layer_names(model)
+        chosen = select_layers(names, cfg.targets, cfg.ignore)
+        if not chosen:
+            raise UserError(f"prune.targets/ignore match no layer (layers: {', '.join(names)})")
+        plan = heads_to_prune(head_scores, cfg.heads, chosen, cfg.min_heads)
+        model.prune_heads(plan)
+        report["pruned_heads"] = {str(k): v for k, v in plan.items()}
+    if cfg.ffn > 0:
+        total = model.config.intermediate_size
+        width = round_width(total * (1 - cfg.ffn), cfg.round_to, total)
+        prune_ffn(model, neuron_scores, width)
+        report["ffn_width"] = [total, width]
+    return {"model": model, **report}
+
+
+def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
+    import torch
+
+    from compress.data.text import encode
+    from compress.pruning import linear_flops_per_token
+    from compress.training import predict_logits, train
+
+    model, tokenizer = load_hf_input(artifact, ctx)
+    before_params = sum(p.numel() for p in model.parameters())
+    before_flops = linear_flops_per_token(model, ctx.max_length)
+    teacher_logits = None
+    if cfg.recovery is not None:
+        encoded = encode(tokenizer, ctx.data.train.texts, ctx.max_length)
+        logits = predict_logits(model, tokenizer, encoded, progress=ctx.progress, desc="unpruned")
+        teacher_logits = torch.as_tensor(logits)
+    result = _prune_in_place(model, cfg, ctx, tokenizer)
+    pruned: PreTrainedModel = result.pop("model")
+    after_params = sum(p.numel() for p in pruned.parameters())
+    after_flops = linear_flops_per_token(pruned, ctx.max_length)
+    ctx.metrics.update(result)
+    ctx.metrics.update(
+        parameters=[before_params, after_params],
+        matmul_macs_per_token=[before_flops, after_flops],
+        flops_ratio=before_flops / after_flops,
+    )
+    ctx.log(
+        f"parameters {before_params / 1e6:.2f}M -> {after_params / 1e6:.2f}M; "
+        f"encoder matmul MACs/token {before_flops / 1e6:.1f}M -> {after_flops / 1e6:.1f}M "
+        f"({before_flops / after_flops:.2f}x fewer)"
+    )
+    if cfg.recovery is not None and teacher_logits is not None:
+        loss = distillation_loss_fn(teacher_logits, cfg.recovery.temperature, cfg.recovery.alpha)
+        ctx.metrics["recovery"] = train(pruned, tokenizer, cfg.recovery, ctx, loss, "recover")
+    return save_hf_output(pruned, tokenizer, ctx)
+
+
+PASS = PassInfo(
+    name="prune",
+    summary="Remove heads, FFN neurons and layers (physically); optional distilled recovery.",
+    config=PruneConfig,
+    apply=apply,
+    consumes="hf",
+    produces="hf",
+)

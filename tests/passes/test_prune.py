@@ -1,0 +1,84 @@
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from compress.artifacts import Artifact
+from compress.errors import UserError
+from compress.passes.base import PassContext
+from compress.passes.export_onnx import ExportOnnxConfig
+from compress.passes.export_onnx import apply as export
+from compress.passes.prune import PruneConfig, apply
+from compress.pruning import heads_to_prune, round_width, select_layers
+
+
+def test_round_width() -> None:
+    assert round_width(770.4, 8, 1536) == 768
+    assert round_width(3, 8, 64) == 8  # never below one multiple
+    assert round_width(70, 8, 64) == 64  # never above the original
+    assert round_width(33, 1, 64) == 33
+
+
+def test_heads_to_prune_is_global_and_keeps_a_minimum() -> None:
+    scores = [np.array([0.1, 0.2, 5.0, 6.0]), np.array([0.05, 0.06, 0.07, 9.0])]
+    plan = heads_to_prune(scores, 0.5, [0, 1], min_heads=1)
+    assert plan == {0: [0], 1: [0, 1, 2]}  # the four lowest scores, wherever they are
+    plan = heads_to_prune(scores, 0.75, [0, 1], min_heads=2)
+    assert {i: len(h) for i, h in plan.items()} == {0: 2, 1: 2}
+    assert heads_to_prune(scores, 0.5, [1], min_heads=1) == {1: [0, 1]}
+
+
+def test_select_layers_by_regex() -> None:
+    names = [f"bert.encoder.layer.{i}" for i in range(4)]
+    assert select_layers(names, [".*"], [r".*\.3"]) == [0, 1, 2]
+    assert select_layers(names, [r".*layer\.(0|2)"], []) == [0, 2]
+
+
+@pytest.mark.parametrize("importance", ["magnitude", "taylor"])
+def test_model_shrinks_reloads_and_exports(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext], importance: str
+) -> None:
+    ctx = make_ctx(f"prune-{importance}")
+    cfg = PruneConfig(heads=0.5, ffn=0.5, importance=importance, round_to=8, importance_batches=2)  # type: ignore[arg-type]
+    out = apply(tiny_hf, cfg, ctx)
+    model = AutoModelForSequenceClassification.from_pretrained(out.path).eval()
+    layers = model.bert.encoder.layer
+    assert model.config.intermediate_size == 32
+    assert all(layer.intermediate.dense.out_features == 32 for layer in layers)
+    assert all(layer.intermediate.dense.out_features % 8 == 0 for layer in layers)
+    total_heads = sum(layer.attention.self.num_attention_heads for layer in layers)
+    assert total_heads == 4  # 8 heads before, half removed, at least one per layer
+    assert all(layer.attention.self.num_attention_heads >= 1 for layer in layers)
+    assert ctx.metrics["flops_ratio"] > 1.5
+    assert ctx.metrics["parameters"][1] == sum(p.numel() for p in model.parameters())
+
+    # the saved folder reproduces the in-memory pruned model and exports with parity
+    tok = AutoTokenizer.from_pretrained(out.path)
+    batch = tok(["good film", "the plot was dull"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.isfinite(model(**batch).logits).all()
+    export_ctx = make_ctx(f"export-{importance}")
+    exported = export(out, ExportOnnxConfig(), export_ctx)
+    assert export_ctx.metrics["parity"]["model.onnx"] <= 1e-4
+    assert export_ctx.metrics["parity"]["model_ort.onnx"] <= 1e-4
+    assert onnx.load(str(exported.path / "model.onnx")).graph.node
+
+
+def test_layers_and_recovery(tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]) -> None:
+    ctx = make_ctx("layers")
+    cfg = PruneConfig(layers=2, ffn=0.25, recovery={"epochs": 1, "batch_size": 16})  # type: ignore[arg-type]
+    out = apply(tiny_hf, cfg, ctx)
+    model = AutoModelForSequenceClassification.from_pretrained(out.path)
+    assert model.config.num_hidden_layers == 2 and ctx.metrics["kept_layers"] == [0, 2]
+    assert model.config.intermediate_size == 48
+    assert len(ctx.metrics["recovery"]["epochs"]) == 1
+
+
+def test_ignore_everything_is_an_error(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
+) -> None:
+    with pytest.raises(UserError, match="match no layer"):
+        apply(tiny_hf, PruneConfig(heads=0.5, ignore=[".*"], importance="magnitude"), make_ctx("x"))
