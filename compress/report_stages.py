@@ -74,6 +74,7 @@ def make_report(
             "step": step.folder.name,
             "file": variant.file,
             "pass_seconds": step.manifest.get("seconds"),
+            "macs_per_token": step.artifact.meta.get("macs_per_token"),
             **{k: v for k, v in measured.items() if k != "artifact_key"},
         }
         stages.append(stage)

@@ -134,15 +134,16 @@ def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
     from transformers import set_seed
 
     from compress.models import load_classifier, save_hf
+    from compress.passes.common import model_meta
 
     started = time.time()
     set_seed(recipe.doc.seed)  # a new classification head is initialised the same way every run
     model, tokenizer = load_classifier(location, data.label_names, spec.revision)
     with step_writer(folder) as work:
         save_hf(model, tokenizer, work)
-        params = sum(p.numel() for p in model.parameters())
         variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
-        artifact = Artifact("hf", folder, key, [variant], {"parameters": params})
+        meta = model_meta(model, recipe.doc.data.max_length)
+        artifact = Artifact("hf", folder, key, [variant], meta)
         manifest = _manifest(
             "input",
             key,

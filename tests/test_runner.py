@@ -75,6 +75,9 @@ def test_run_resume_and_report(
         original["size_bytes"] / final["size_bytes"]
     )
     assert final["parameters"] < original["parameters"]
+    # 2 of 4 layers kept: about half the matmul FLOPs, carried from the HF stage to its INT8 export
+    assert 1.8 < final["vs_original"]["flops_ratio"] < 2.2
+    assert final["macs_per_token"] == report["stages"][1]["macs_per_token"]
     assert set(final["latency"]) == {"b1", "b2"} and final["n_eval"] == 32
     assert report["method"]["sequence_length"] == 16
     assert (out / "report.md").read_text().count("| quantize") == 2

@@ -84,6 +84,11 @@ def compare(stage: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
         "accuracy_delta_points": _points(stage.get("accuracy"), original.get("accuracy")),
         "macro_f1_delta_points": _points(stage.get("macro_f1"), original.get("macro_f1")),
     }
+    flops = _ratio(original.get("macs_per_token"), stage.get("macs_per_token"))
+    if flops is not None:
+        # Honest speedup accounting: how much of the FLOPs cut shows up as measured speed.
+        result["flops_ratio"] = flops
+        result["speedup_per_flops"] = {k: _ratio(v, flops) for k, v in speedup.items()}
     ours, theirs = stage.get("predictions"), original.get("predictions")
     if ours is not None and theirs is not None and len(ours) == len(theirs) and ours:
         result["agreement"] = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
@@ -151,6 +156,8 @@ def _row(report: dict[str, Any], stage: dict[str, Any], first: bool) -> dict[str
         "smaller": _num(vs.get("size_ratio"), ".2f", suffix="×"),
         "faster": _num(vs.get("speedup", {}).get(small), ".2f", suffix="×"),
         "agree": "—" if first else _num(vs.get("agreement"), ".2f", 100, "%"),
+        "flops": _num(vs.get("flops_ratio"), ".2f", suffix="×"),
+        "per_flops": _num(vs.get("speedup_per_flops", {}).get(large), ".2f"),
     }
 
 
@@ -175,6 +182,8 @@ def _headers(report: dict[str, Any]) -> dict[str, str]:
         "smaller": "×smaller",
         "faster": f"×faster ({small})",
         "agree": "Agreement",
+        "flops": "×fewer FLOPs",
+        "per_flops": f"×faster/×fewer FLOPs ({large})",
     }
 
 
@@ -186,6 +195,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         columns.remove("p50_large")
     if not any("agreement" in s.get("vs_original", {}) for s in report["stages"]):
         columns.remove("agree")
+    if not any("flops_ratio" in s.get("vs_original", {}) for s in report["stages"]):
+        columns.remove("flops")
+        columns.remove("per_flops")
     lines = [
         "# Benchmark",
         "",

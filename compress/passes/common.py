@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from compress.artifacts import Artifact, Variant
 
@@ -29,5 +30,15 @@ def save_hf_output(
 
     save_hf(model, tokenizer, ctx.work_dir)
     variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
-    params = sum(p.numel() for p in model.parameters())
-    return Artifact("hf", ctx.work_dir, ctx.key, [variant], {"parameters": params})
+    return Artifact("hf", ctx.work_dir, ctx.key, [variant], model_meta(model, ctx.max_length))
+
+
+def model_meta(model: PreTrainedModel, seq_len: int) -> dict[str, Any]:
+    """Parameters and, for BERT-like encoders, matmul MACs per token at `seq_len`."""
+    from compress.errors import PassFailed
+    from compress.pruning import linear_flops_per_token
+
+    meta: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
+    with contextlib.suppress(PassFailed):  # not a BERT-like encoder: no FLOPs figure
+        meta["macs_per_token"] = linear_flops_per_token(model, seq_len)
+    return meta

@@ -69,7 +69,7 @@ def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifa
         ctx.metrics["parity"]["model_ort.onnx"] = diff
         ctx.metrics["fused_operators"] = fused
         variants.append(Variant("fp32-ort", "onnxruntime", "fp32", "cpu", "model_ort.onnx"))
-    return Artifact("onnx", ctx.work_dir, ctx.key, variants, {"opset": cfg.opset})
+    return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
 
 
 PASS = PassInfo(

@@ -171,3 +171,17 @@ def test_load_report_errors(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text(json.dumps({"stages": "x"}))
     with pytest.raises(UserError, match="not a benchmark report"):
         load_report(tmp_path / "other.json")
+
+
+def test_flops_accounting(stages: list[dict[str, Any]], method: dict[str, Any]) -> None:
+    """With MACs per token, each stage reports its FLOPs cut and how much of it became speed."""
+    assert "×fewer FLOPs" not in render_markdown(build_report(stages, method))
+    original = {**stages[0], "macs_per_token": 10_000_000}
+    pruned = {**stages[1], "macs_per_token": 5_000_000}
+    report = build_report([original, pruned], method)
+    vs = report["stages"][1]["vs_original"]
+    assert vs["flops_ratio"] == pytest.approx(2.0)
+    for key, speedup in vs["speedup"].items():
+        assert vs["speedup_per_flops"][key] == pytest.approx(speedup / 2.0)
+    text = render_markdown(report)
+    assert "×fewer FLOPs" in text and "2.00×" in text
