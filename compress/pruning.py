@@ -78,10 +78,10 @@ def magnitude_scores(model: PreTrainedModel) -> tuple[list[np.ndarray], list[np.
             rows = torch.cat([att.self.query.weight, att.self.key.weight, att.self.value.weight], 1)
             out = att.output.dense.weight.t()
             per_head = (rows.pow(2).sum(1) + out.pow(2).sum(1)).view(n, size).sum(1).sqrt()
-            heads.append(per_head.numpy())
+            heads.append(per_head.cpu().numpy())
             w_in = layer.intermediate.dense.weight.pow(2).sum(1)
             w_out = layer.output.dense.weight.pow(2).sum(0)
-            neurons.append((w_in + w_out).sqrt().numpy())
+            neurons.append((w_in + w_out).sqrt().cpu().numpy())
     return heads, neurons
 
 
@@ -98,19 +98,22 @@ def taylor_scores(
     import torch
 
     layers = encoder_layers(model)
-    head_mask = torch.ones(len(layers), max(_heads(b) for b in layers), requires_grad=True)
+    device = next(model.parameters()).device
+    head_mask = torch.ones(
+        len(layers), max(_heads(b) for b in layers), device=device, requires_grad=True
+    )
     for i, layer in enumerate(layers):
         head_mask.data[i, _heads(layer) :] = 0
     encoded = encode(tokenizer, split.texts, max_length)
     order = bucketed_batches(
         [len(e["input_ids"]) for e in encoded], batch_size, np.random.default_rng(seed)
     )
-    labels = torch.as_tensor(split.labels)
+    labels = torch.as_tensor(split.labels).to(device)
     head_acc = torch.zeros_like(head_mask)
-    neuron_acc = [torch.zeros(b.intermediate.dense.out_features) for b in layers]
+    neuron_acc = [torch.zeros(b.intermediate.dense.out_features, device=device) for b in layers]
     model.eval()  # no dropout: scores of the deterministic model
     for idx in order[:batches]:
-        batch = collate(tokenizer, encoded, idx)
+        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
         loss = model(**batch, labels=labels[idx], head_mask=head_mask).loss
         model.zero_grad()
         if head_mask.grad is not None:
@@ -123,8 +126,8 @@ def taylor_scores(
             score = (w_in * w_in.grad).abs().sum(1) + (w_out * w_out.grad).abs().sum(0)
             neuron_acc[i] += score.detach()
     model.zero_grad()
-    heads = [head_acc[i, : _heads(b)].detach().numpy() for i, b in enumerate(layers)]
-    return heads, [n.numpy() for n in neuron_acc]
+    heads = [head_acc[i, : _heads(b)].detach().cpu().numpy() for i, b in enumerate(layers)]
+    return heads, [n.cpu().numpy() for n in neuron_acc]
 
 
 def heads_to_prune(

@@ -36,6 +36,13 @@ class TrainConfig(PassConfig):
     keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
 
 
+def default_device() -> torch.device:
+    """Where single-process work (teacher logits, importance scores) runs: CUDA if present."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton's distillation term: T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
     import torch.nn.functional as F

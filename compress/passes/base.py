@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from compress.artifacts import Artifact, ArtifactKind
 from compress.data import Dataset
+
+
+def _valid_regexes(value: list[str]) -> list[str]:
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"'{pattern}' is not a valid regex ({exc})") from None
+    return value
+
+
+RegexList = Annotated[list[str], AfterValidator(_valid_regexes)]
+"""A list of regular expressions, each checked when the recipe is validated."""
 
 
 class PassConfig(BaseModel):

@@ -22,6 +22,7 @@ from compress.passes.common import load_hf_input, save_hf_output
 from compress.training import (
     LossFn,
     TrainConfig,
+    default_device,
     distillation_loss_fn,
     kd_term,
     predict_logits,
@@ -136,7 +137,7 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
     import torch
 
     teacher, tokenizer = load_hf_input(artifact, ctx)
-    teacher.eval()
+    teacher.eval().to(default_device())
     if cfg.student is not None:
         from compress.models import load_classifier, resolve_source
 

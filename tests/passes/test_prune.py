@@ -82,3 +82,10 @@ def test_ignore_everything_is_an_error(
 ) -> None:
     with pytest.raises(UserError, match="match no layer"):
         apply(tiny_hf, PruneConfig(heads=0.5, ignore=[".*"], importance="magnitude"), make_ctx("x"))
+
+
+def test_layer_regexes_are_validated() -> None:
+    with pytest.raises(ValueError, match="valid regex"):
+        PruneConfig(targets=["("])
+    with pytest.raises(ValueError, match="valid regex"):
+        PruneConfig(ignore=["[a-"])
