@@ -46,7 +46,7 @@ def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from compress.artifacts import Artifact, Variant
+    from compress.artifacts import Artifact, Variant, copy_preprocessing
     from compress.benchmark.stage import benchmark_variant
     from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
@@ -58,10 +58,7 @@ def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
     quantizer = ORTQuantizer.from_pretrained(folder)
     config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
     quantizer.quantize(save_dir=folder, quantization_config=config)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        source = out / "01-fine_tune" / name
-        if source.is_file():
-            (folder / name).write_bytes(source.read_bytes())
+    copy_preprocessing(out / "01-fine_tune", folder)
     variant = Variant("optimum-int8-dynamic", "onnxruntime", "int8", "cpu", "model_quantized.onnx")
     artifact = Artifact("onnx", folder, "peer", [variant])
     data = load_dataset(recipe.doc.data, recipe.file.parent)

@@ -162,6 +162,22 @@ def step_writer(step_dir: Path) -> Iterator[Path]:
     os.replace(partial, step_dir)
 
 
+MODEL_SUFFIXES = (".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".engine", ".plan")
+
+
+def copy_preprocessing(source: Path, target: Path) -> list[str]:
+    """Copy a model folder's config and tokenizer files (not weights, manifests or caches)."""
+    copied = []
+    for item in sorted(source.iterdir()):
+        if not item.is_file() or item.suffix in MODEL_SUFFIXES or item.name == MANIFEST:
+            continue
+        if item.name.startswith(("bench-", ".")):
+            continue
+        shutil.copy2(item, target / item.name)
+        copied.append(item.name)
+    return copied
+
+
 def relocate(artifact: Artifact, new_path: Path) -> Artifact:
     """The same artifact after its folder moved (partial folder -> step folder)."""
     return Artifact(artifact.kind, new_path, artifact.key, artifact.variants, artifact.meta)

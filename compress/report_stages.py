@@ -45,10 +45,9 @@ def make_report(
         {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
     )
     stages: list[dict[str, Any]] = []
-    print(
-        f"benchmarking {len(select_stages(recipe, results))} stages on {len(data.test)} test rows"
-    )
-    for step, name in select_stages(recipe, results):
+    selected = select_stages(recipe, results)
+    print(f"benchmarking {len(selected)} stages on {len(data.test)} test rows")
+    for step, name in selected:
         variant = step.artifact.variant(name)
         cache = step.folder / f"bench-{variant.name}-{bench_key}.json"
         measured: dict[str, Any] | None = None

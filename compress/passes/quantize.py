@@ -21,12 +21,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from compress.artifacts import Artifact, Variant
+from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.data.text import encode
 from compress.errors import PassFailed
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
@@ -102,7 +102,7 @@ def _excluded(path: Path, patterns: list[str]) -> list[str]:
     return [n.name for n in graph.node if any(r.fullmatch(n.name) for r in regexes)]
 
 
-def _calibration_method(cfg: QuantizeConfig):  # type: ignore[no-untyped-def]
+def _calibration_method(cfg: QuantizeConfig) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
     return {
@@ -185,8 +185,6 @@ def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact
 
 
 def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
-    import shutil
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoTokenizer
@@ -194,13 +192,7 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
     from compress.qdq_check import check_qdq
 
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    for item in artifact.path.iterdir():  # keep config + tokenizer beside the INT8 files
-        if (
-            item.is_file()
-            and item.suffix not in (".onnx", ".onnx_data")
-            and item.name != "manifest.json"
-        ):
-            shutil.copy2(item, ctx.work_dir / item.name)
+    copy_preprocessing(artifact.path, ctx.work_dir)  # config + tokenizer beside the INT8 files
     variants: list[Variant] = []
     for target in cfg.targets:
         # Dynamic INT8 runs best on ONNX Runtime's fused graph; calibrated Q/DQ needs the
