@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compress import __version__
+from compress.benchmark.compare import Thresholds
 from compress.errors import CompressError
 
 
@@ -41,6 +42,37 @@ def _parser() -> argparse.ArgumentParser:
 
     passes = sub.add_parser("passes", help="list the passes and their options")
     passes.add_argument("name", nargs="?", help="show one pass only")
+
+    bench = sub.add_parser("bench", help="benchmark tools: compare a report with a baseline")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    compare = bench_sub.add_parser(
+        "compare", help="fail (exit 3) when CURRENT regressed against BASELINE"
+    )
+    compare.add_argument("baseline", type=Path, help="baseline report.json (or its folder)")
+    compare.add_argument("current", type=Path, help="current report.json (or its folder)")
+    compare.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=Thresholds.max_accuracy_drop,
+        metavar="POINTS",
+        help="allowed accuracy drop in percentage points (default %(default)s)",
+    )
+    compare.add_argument(
+        "--max-latency-regression",
+        type=float,
+        default=Thresholds.max_latency_regression,
+        metavar="RATIO",
+        help="allowed growth of (stage p50 / original p50 of the same run) (default %(default)s)",
+    )
+    compare.add_argument(
+        "--max-size-growth",
+        type=float,
+        default=Thresholds.max_size_growth,
+        metavar="RATIO",
+        help="allowed growth of size on disk (default %(default)s)",
+    )
+    compare.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
+    compare.add_argument("--json", type=Path, help="write the checks as JSON")
 
     report = sub.add_parser("report", help="(re)build the report of a run folder")
     report.add_argument("run_dir", type=Path)
@@ -87,11 +119,38 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from compress.benchmark.compare import (
+        checks_json,
+        compare_reports,
+        junit_xml,
+        render_checks,
+    )
+    from compress.benchmark.report import load_report
+    from compress.errors import RegressionFound
+
+    limits = Thresholds(args.max_accuracy_drop, args.max_latency_regression, args.max_size_growth)
+    checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
+    print(render_checks(checks))
+    if args.junit:
+        args.junit.write_text(junit_xml(checks))
+    if args.json:
+        args.json.write_text(json.dumps(checks_json(checks, limits), indent=2) + "\n")
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        names = ", ".join(sorted({f"{c.stage} {c.metric}" for c in failed})[:5])
+        raise RegressionFound(f"{len(failed)} check(s) regressed: {names}")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "passes": _cmd_passes,
     "report": _cmd_report,
+    "bench": _cmd_bench,
 }
 
 

@@ -80,6 +80,12 @@ class ExportParityError(CompressError):
         super().__init__(f"{what} does not match its source model at atol={atol:g}: {detail}")
 
 
+class RegressionFound(CompressError):
+    """A benchmark comparison found a regression beyond the thresholds (exit 3)."""
+
+    exit_code = 3
+
+
 class PassFailed(CompressError):
     """A pass ran but could not produce its artifact."""
 

@@ -1,0 +1,147 @@
+"""Compare a report with a committed baseline: the CI regression gate.
+
+Stages are matched by (stage, variant). For each matched stage:
+
+- accuracy may drop by at most `max_accuracy_drop` points;
+- latency is compared as a RATIO to the original model measured in the same
+  run (stage p50 / original p50), so a slower or busier CI machine does not
+  flake the gate: the current ratio may be at most `max_latency_regression`
+  times the baseline's, at every batch size both reports measured;
+- size on disk may grow by at most `max_size_growth` times.
+
+A stage of the baseline that the current report lacks is a failure too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_accuracy_drop: float = 0.5
+    max_latency_regression: float = 1.20
+    max_size_growth: float = 1.05
+
+
+@dataclass(frozen=True)
+class Check:
+    """One metric of one stage, baseline against current."""
+
+    stage: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    limit: str
+    passed: bool
+
+
+def _key(stage: dict[str, Any]) -> str:
+    return f"{stage.get('stage')}:{stage.get('variant')}"
+
+
+def _relative_p50(stage: dict[str, Any], original: dict[str, Any], batch: str) -> float | None:
+    mine = stage.get("latency", {}).get(batch, {}).get("p50_ms")
+    ref = original.get("latency", {}).get(batch, {}).get("p50_ms")
+    if not isinstance(mine, int | float) or not isinstance(ref, int | float) or not ref:
+        return None
+    return float(mine) / float(ref)
+
+
+def compare_reports(
+    baseline: dict[str, Any], current: dict[str, Any], limits: Thresholds
+) -> list[Check]:
+    """Every check of `current` against `baseline` (see the module docstring)."""
+    checks: list[Check] = []
+    base_stages = {_key(s): s for s in baseline["stages"]}
+    cur_stages = {_key(s): s for s in current["stages"]}
+    base_orig, cur_orig = baseline["stages"][0], current["stages"][0]
+    for key, base in base_stages.items():
+        cur = cur_stages.get(key)
+        if cur is None:
+            checks.append(Check(key, "present", 1.0, None, "stage must exist", False))
+            continue
+        b_acc, c_acc = base.get("accuracy"), cur.get("accuracy")
+        if isinstance(b_acc, int | float) and isinstance(c_acc, int | float):
+            floor = b_acc - limits.max_accuracy_drop / 100
+            checks.append(
+                Check(key, "accuracy", b_acc, c_acc, f">= {floor:.4f}", c_acc >= floor - 1e-12)
+            )
+        if base is not base_orig:
+            for batch in base.get("latency", {}):
+                b_rel = _relative_p50(base, base_orig, batch)
+                c_rel = _relative_p50(cur, cur_orig, batch)
+                if b_rel is None or c_rel is None:
+                    continue
+                ceiling = b_rel * limits.max_latency_regression
+                checks.append(
+                    Check(
+                        key,
+                        f"{batch} p50 / original p50",
+                        b_rel,
+                        c_rel,
+                        f"<= {ceiling:.4f}",
+                        c_rel <= ceiling,
+                    )
+                )
+        b_size, c_size = base.get("size_bytes"), cur.get("size_bytes")
+        if isinstance(b_size, int | float) and isinstance(c_size, int | float):
+            ceiling = b_size * limits.max_size_growth
+            checks.append(
+                Check(key, "size_bytes", b_size, c_size, f"<= {ceiling:.0f}", c_size <= ceiling)
+            )
+    return checks
+
+
+def render_checks(checks: list[Check]) -> str:
+    """A fixed-width table of the checks, failures marked."""
+    rows = [("", "stage", "metric", "baseline", "current", "limit")]
+    for c in checks:
+        rows.append(
+            (
+                "ok" if c.passed else "FAIL",
+                c.stage,
+                c.metric,
+                "—" if c.baseline is None else f"{c.baseline:.4g}",
+                "—" if c.current is None else f"{c.current:.4g}",
+                c.limit,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    failed = sum(not c.passed for c in checks)
+    lines.append(f"{len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def junit_xml(checks: list[Check], name: str = "compress.bench.compare") -> str:
+    """The checks as a JUnit XML test suite (one test case per check)."""
+    failed = sum(not c.passed for c in checks)
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<testsuite name={quoteattr(name)} tests="{len(checks)}" failures="{failed}">',
+    ]
+    for c in checks:
+        case = f"<testcase classname={quoteattr(c.stage)} name={quoteattr(c.metric)}"
+        if c.passed:
+            out.append(case + "/>")
+        else:
+            message = f"baseline {c.baseline}, current {c.current}, limit {c.limit}"
+            out.append(
+                case
+                + f"><failure message={quoteattr(message)}>{escape(message)}</failure></testcase>"
+            )
+    out.append("</testsuite>")
+    return "\n".join(out) + "\n"
+
+
+def checks_json(checks: list[Check], limits: Thresholds) -> dict[str, Any]:
+    return {
+        "thresholds": asdict(limits),
+        "passed": all(c.passed for c in checks),
+        "checks": [asdict(c) for c in checks],
+    }

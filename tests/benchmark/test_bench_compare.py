@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compress.benchmark.compare import Thresholds, compare_reports, junit_xml, render_checks
+from compress.cli import main
+
+
+def _stage(name: str, acc: float, b1: float, b8: float, size: int) -> dict[str, Any]:
+    return {
+        "stage": name,
+        "variant": "v",
+        "accuracy": acc,
+        "latency": {"b1": {"p50_ms": b1}, "b8": {"p50_ms": b8}},
+        "size_bytes": size,
+    }
+
+
+@pytest.fixture()
+def baseline() -> dict[str, Any]:
+    return {
+        "report_version": 1,
+        "method": {},
+        "stages": [
+            _stage("original", 0.80, 20.0, 100.0, 1000),
+            _stage("int8", 0.79, 2.0, 15.0, 100),
+        ],
+    }
+
+
+def failed(checks: list[Any]) -> set[tuple[str, str]]:
+    return {(c.stage, c.metric) for c in checks if not c.passed}
+
+
+def test_identical_reports_pass(baseline: dict[str, Any]) -> None:
+    checks = compare_reports(baseline, copy.deepcopy(baseline), Thresholds())
+    assert checks and not failed(checks)
+    # the original is the latency reference, so only the later stage has latency checks
+    assert {c.metric for c in checks if c.stage == "original:v"} == {"accuracy", "size_bytes"}
+
+
+def test_a_slower_machine_is_not_a_regression(baseline: dict[str, Any]) -> None:
+    current = copy.deepcopy(baseline)
+    for stage in current["stages"]:
+        for lat in stage["latency"].values():
+            lat["p50_ms"] *= 2.5  # everything slower, ratios unchanged
+    assert not failed(compare_reports(baseline, current, Thresholds()))
+
+
+def test_each_kind_of_regression_is_caught(baseline: dict[str, Any]) -> None:
+    current = copy.deepcopy(baseline)
+    int8 = current["stages"][1]
+    int8["accuracy"] = 0.78  # -1 point > 0.5 allowed
+    int8["latency"]["b8"]["p50_ms"] = 15.0 * 1.3  # 30% slower relative to the original
+    int8["size_bytes"] = 120  # 20% bigger
+    assert failed(compare_reports(baseline, current, Thresholds())) == {
+        ("int8:v", "accuracy"),
+        ("int8:v", "b8 p50 / original p50"),
+        ("int8:v", "size_bytes"),
+    }
+    loose = Thresholds(max_accuracy_drop=1.5, max_latency_regression=1.5, max_size_growth=1.25)
+    assert not failed(compare_reports(baseline, current, loose))
+
+
+def test_missing_stage_fails(baseline: dict[str, Any]) -> None:
+    current = copy.deepcopy(baseline)
+    current["stages"].pop()
+    assert failed(compare_reports(baseline, current, Thresholds())) == {("int8:v", "present")}
+
+
+def test_reports_render_and_junit(baseline: dict[str, Any]) -> None:
+    current = copy.deepcopy(baseline)
+    current["stages"][1]["accuracy"] = 0.70
+    checks = compare_reports(baseline, current, Thresholds())
+    assert render_checks(checks).splitlines()[-1] == f"{len(checks) - 1} passed, 1 failed"
+    suite = ET.fromstring(junit_xml(checks))
+    assert suite.get("tests") == str(len(checks)) and suite.get("failures") == "1"
+    assert len(suite.findall("testcase/failure")) == 1
+
+
+def test_cli_exit_codes(baseline: dict[str, Any], tmp_path: Path) -> None:
+    base, cur = tmp_path / "base.json", tmp_path / "cur.json"
+    base.write_text(json.dumps(baseline))
+    cur.write_text(json.dumps(baseline))
+    junit = tmp_path / "junit.xml"
+    assert main(["bench", "compare", str(base), str(cur), "--junit", str(junit)]) == 0
+    assert ET.parse(junit).getroot().get("failures") == "0"
+    worse = copy.deepcopy(baseline)
+    worse["stages"][1]["size_bytes"] = 1000
+    cur.write_text(json.dumps(worse))
+    out = tmp_path / "checks.json"
+    assert main(["bench", "compare", str(base), str(cur), "--json", str(out)]) == 3
+    assert json.loads(out.read_text())["passed"] is False
+    assert main(["bench", "compare", str(base), str(tmp_path / "none.json")]) == 2
