@@ -98,3 +98,13 @@ def test_cli_exit_codes(baseline: dict[str, Any], tmp_path: Path) -> None:
     assert main(["bench", "compare", str(base), str(cur), "--json", str(out)]) == 3
     assert json.loads(out.read_text())["passed"] is False
     assert main(["bench", "compare", str(base), str(tmp_path / "none.json")]) == 2
+
+
+def test_committed_baseline_is_a_valid_report() -> None:
+    from compress.benchmark.report import load_report
+
+    path = Path(__file__).parents[2] / "bench" / "baselines" / "distil_int8.json"
+    report = load_report(path)
+    assert report["stages"][0]["stage"] == "fine_tune"
+    checks = compare_reports(report, report, Thresholds())
+    assert len(checks) > 10 and not failed(checks)
