@@ -1,8 +1,10 @@
 """Run a validated recipe: input model -> passes (cached per step) -> report.
 
-The run folder holds `recipe.resolved.yaml`, `00-input/` (the input model as
-a classifier for the recipe's labels), one `NN-pass/` folder per pass, and
-`report.json` / `report.md` / `report.png`. A step whose manifest carries the
+The run folder holds `recipe.resolved.yaml`, `reproduce.json` (hashes of the
+recipe, data and input model, the seed and package versions), `00-input/`
+(the input model as a classifier for the recipe's labels), one `NN-pass/`
+folder per pass, and `report.json` / `report.md` / `report.png`. A lock file
+keeps a second run from writing the same folder at the same time. A step whose manifest carries the
 same key (pass, config, parent artifact, data, seed, version) is reused.
 """
 
@@ -32,8 +34,10 @@ from compress.artifacts import (
     write_json_atomic,
 )
 from compress.data import Dataset
+from compress.errors import UserError
 from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
+from compress.run_lock import run_folder_lock
 
 INPUT_STEP = "00-input"
 
@@ -58,7 +62,15 @@ def run_recipe(
 ) -> list[StepResult]:
     """Run every pass (reusing finished steps), then benchmark and write the report."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the run folder ({exc.strerror})") from None
+    with run_folder_lock(out):
+        return _run_locked(recipe, out, progress, report)
+
+
+def _run_locked(recipe: Recipe, out: Path, progress: bool, report: bool) -> list[StepResult]:
     (out / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.resolved, sort_keys=False))
     print(f"compress {__version__}: recipe {recipe.file} -> {out}")
 
@@ -70,6 +82,16 @@ def run_recipe(
         f"{len(data.test)} test, labels {data.label_names})"
     )
     results = [_input_step(recipe, data, out)]
+    write_json_atomic(
+        out / "reproduce.json",
+        {
+            "recipe_sha": hash_json(recipe.resolved),
+            "seed": recipe.doc.seed,
+            "data_key": data.key,
+            "input_model_key": results[0].artifact.key,
+            "versions": versions(),
+        },
+    )
     total = len(recipe.steps)
     for step in recipe.steps:
         print(f"[{step.index + 1}/{total}] {step.name}")

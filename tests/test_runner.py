@@ -116,3 +116,27 @@ def test_same_seed_same_results(recipe_file: Path, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "01-fine_tune" / "model.safetensors").read_bytes() == (
         tmp_path / "b" / "01-fine_tune" / "model.safetensors"
     ).read_bytes()
+
+
+def test_one_run_per_folder_and_a_reproduction_record(recipe_file: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    from compress.artifacts import hash_json
+    from compress.errors import UserError
+    from compress.run_lock import LOCK_FILE
+
+    recipe = load_recipe(recipe_file, ["passes=[]"])
+    out = tmp_path / "run"
+    out.mkdir()
+    with (out / LOCK_FILE).open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds the folder
+        with pytest.raises(UserError, match="being written by another compress run"):
+            run_recipe(recipe, out, progress=False, report=False)
+    run_recipe(recipe, out, progress=False, report=False)  # released: runs
+    record = json.loads((out / "reproduce.json").read_text())
+    assert record["recipe_sha"] == hash_json(recipe.resolved) and record["seed"] == 0
+    assert {"data_key", "input_model_key", "versions"} <= set(record)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot create the run folder"):
+        run_recipe(recipe, blocker / "run", progress=False, report=False)
