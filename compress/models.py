@@ -6,6 +6,7 @@ needs either is refused with a message saying why.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,7 @@ def load_classifier(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    _refuse_remote_code(Path(location))
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
     if label_names is not None:
         kwargs.update(
@@ -89,6 +91,22 @@ def load_classifier(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load model '{location}': {first}") from None
     return model, tokenizer
+
+
+def _refuse_remote_code(folder: Path) -> None:
+    """A local model whose config maps to its own Python code is refused, not run."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{config}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and data.get("auto_map"):
+        raise ModelLoadError(
+            f"{folder}: the model asks to run its own code (auto_map in config.json); "
+            "compress never runs code shipped with a model"
+        )
 
 
 def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
