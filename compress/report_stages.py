@@ -17,6 +17,7 @@ from compress.artifacts import StepResult, hash_json, write_json_atomic
 from compress.data import Dataset
 
 if TYPE_CHECKING:
+    from compress.benchmark.settings import BenchmarkSettings
     from compress.recipe import Recipe
 
 
@@ -35,7 +36,13 @@ def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepR
 def make_report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> dict[str, Any]:
-    """Measure every selected stage (cached per step) and write report.json/.md/.png."""
+    """Measure every selected stage and write report.json/.md/.png.
+
+    Accuracy, size and parameters are measured per stage and cached in its step
+    folder. Latency is measured for all stages together, round-robin (one call
+    of each stage in turn), so the ratios to the original hold on a busy machine;
+    it is cached in the run folder for exactly this set of stages.
+    """
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
     from compress.benchmark.stage import benchmark_variant
 
@@ -49,13 +56,13 @@ def make_report(
     print(f"benchmarking {len(selected)} stages on {len(data.test)} test rows")
     for step, name in selected:
         variant = step.artifact.variant(name)
-        cache = step.folder / f"bench-{variant.name}-{bench_key}.json"
+        cache = step.folder / f"eval-{variant.name}-{bench_key}.json"
         measured: dict[str, Any] | None = None
         if cache.is_file():
             measured = json.loads(cache.read_text())
         if measured is None or measured.get("artifact_key") != step.artifact.key:
             label = f"{step.folder.name}:{variant.name}"
-            print(f"  measuring {label} ({variant.runtime}, {variant.target})")
+            print(f"  evaluating {label} ({variant.runtime}, {variant.target})")
             measured = benchmark_variant(
                 step.artifact,
                 variant,
@@ -64,6 +71,7 @@ def make_report(
                 max_length,
                 progress,
                 keep_predictions=True,
+                measure=False,
             )
             measured["artifact_key"] = step.artifact.key
             write_json_atomic(cache, measured)
@@ -77,7 +85,12 @@ def make_report(
             **{k: v for k, v in measured.items() if k != "artifact_key"},
         }
         stages.append(stage)
+    for stage, latency in zip(
+        stages, _latency(selected, data, settings, bench_key, out), strict=True
+    ):
+        stage["latency"] = latency
     method = method_info(settings, max_length)
+    method["latency_schedule"] = "interleaved: one call of each stage in turn, order rotating"
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
     report = build_report(stages, method)
@@ -85,3 +98,30 @@ def make_report(
     print(render_terminal(report))
     print("report: " + ", ".join(str(p) for p in written))
     return report
+
+
+def _latency(
+    selected: list[tuple[StepResult, str]],
+    data: Dataset,
+    settings: BenchmarkSettings,
+    bench_key: str,
+    out: Path,
+) -> list[dict[str, Any]]:
+    """Latency of the selected stages, measured together (cached for this exact set)."""
+    from compress.benchmark.stage import interleaved_latency
+
+    labels = [f"{step.folder.name}:{name}" for step, name in selected]
+    key = hash_json([bench_key, [(step.artifact.key, name) for step, name in selected]])
+    cache = out / f"latency-{key}.json"
+    if cache.is_file():
+        cached: dict[str, Any] = json.loads(cache.read_text())
+        return [cached[label] for label in labels]
+    sizes = ", ".join(f"b{b}" for b in settings.batch_sizes)
+    print(f"  timing {len(labels)} stages round-robin ({sizes}, {settings.repetitions} rounds)")
+    stages = {
+        label: (step.artifact, step.artifact.variant(name))
+        for label, (step, name) in zip(labels, selected, strict=True)
+    }
+    measured = interleaved_latency(stages, data.test.texts, settings)
+    write_json_atomic(cache, measured)
+    return [measured[label] for label in labels]

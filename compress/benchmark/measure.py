@@ -40,7 +40,35 @@ def measure_latency(fn: Callable[[], object], warmup: int, repetitions: int) -> 
         start = perf_counter()
         fn()
         times[i] = perf_counter() - start
-    ms = times * 1000.0
+    return _stats(times * 1000.0, repetitions)
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]], warmup: int, repetitions: int
+) -> dict[str, LatencyStats]:
+    """Time several functions round-robin: one call of each in turn, `repetitions` rounds.
+
+    A machine that slows down or gets busy mid-measurement then affects every
+    function alike, so ratios between them stay meaningful on shared machines.
+    The order rotates every round so none is always first after another.
+    """
+    if warmup < 0 or repetitions < 1:
+        raise ValueError(f"need warmup >= 0 and repetitions >= 1 (got {warmup}, {repetitions})")
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: np.empty(repetitions, dtype=np.float64) for name in names}
+    for i in range(repetitions):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = perf_counter()
+            fns[name]()
+            times[name][i] = perf_counter() - start
+    return {name: _stats(t * 1000.0, repetitions) for name, t in times.items()}
+
+
+def _stats(ms: np.ndarray, repetitions: int) -> LatencyStats:
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return LatencyStats(
         p50_ms=float(p50),

@@ -233,7 +233,9 @@ def _method_text(report: dict[str, Any]) -> str:
         f"examples (dynamic padding); agreement is the share of test examples on which a stage "
         f"predicts the original's label. Size is the weight files on disk in MB (10^6 bytes); "
         f"×smaller is original size / stage size and ×faster is original p50 / stage p50; "
-        f"Δacc is in percentage points. Software: {runtimes}. Date: {m.get('date', '?')}.\n\n"
+        f"Δacc is in percentage points. Software: {runtimes}. Date: {m.get('date', '?')}."
+        + (f" Stages were timed {m['latency_schedule']}." if m.get("latency_schedule") else "")
+        + "\n\n"
         "Note: stages built for different targets (cpu, tensorrt, portable) are different "
         "artifacts; their figures come from different files, all measured here on the CPU, "
         "so a tensorrt-target file does not show its TensorRT speed."

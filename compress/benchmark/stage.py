@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from compress.artifacts import Artifact, Variant
 from compress.benchmark.evaluate import evaluate
-from compress.benchmark.measure import fixed_shape_batch, measure_latency
+from compress.benchmark.measure import (
+    LatencyStats,
+    fixed_shape_batch,
+    measure_interleaved,
+    measure_latency,
+)
 from compress.benchmark.runtimes import count_parameters, model_size_bytes, open_runtime
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Split
@@ -33,12 +39,14 @@ def benchmark_variant(
     progress: bool,
     *,
     keep_predictions: bool = False,
+    measure: bool = True,
 ) -> dict[str, Any]:
     """Measure `variant` on `split` (the test split) as `settings` asks; JSON-able.
 
     Latency runs use the split's first texts at each batch size, padded or
     truncated to `settings.sequence_length`. With `keep_predictions` the
-    predicted label ids are added under "predictions" (for agreement).
+    predicted label ids are added under "predictions" (for agreement). With
+    `measure=False` latency is left out (see `interleaved_latency`).
     """
     if len(split) == 0:
         raise DataError("the test split is empty: nothing to benchmark on")
@@ -54,17 +62,10 @@ def benchmark_variant(
             progress,
         )
         latency: dict[str, dict[str, float]] = {}
-        for batch_size in settings.batch_sizes:
+        for batch_size in settings.batch_sizes if measure else []:
             feeds = fixed_shape_batch(tokenizer, split.texts, batch_size, settings.sequence_length)
             stats = measure_latency(partial(runtime, feeds), settings.warmup, settings.repetitions)
-            latency[f"b{batch_size}"] = {
-                "p50_ms": stats.p50_ms,
-                "p90_ms": stats.p90_ms,
-                "p99_ms": stats.p99_ms,
-                "mean_ms": stats.mean_ms,
-                "std_ms": stats.std_ms,
-                "throughput_per_s": stats.throughput(batch_size),
-            }
+            latency[f"b{batch_size}"] = latency_entry(stats, batch_size)
     finally:
         runtime.close()
     result: dict[str, Any] = {
@@ -81,3 +82,46 @@ def benchmark_variant(
     if keep_predictions:
         result["predictions"] = [int(p) for p in scores["predictions"]]
     return result
+
+
+def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, float]:
+    """The JSON form of one batch size's latency figures."""
+    return {
+        "p50_ms": stats.p50_ms,
+        "p90_ms": stats.p90_ms,
+        "p99_ms": stats.p99_ms,
+        "mean_ms": stats.mean_ms,
+        "std_ms": stats.std_ms,
+        "throughput_per_s": stats.throughput(batch_size),
+    }
+
+
+def interleaved_latency(
+    stages: dict[str, tuple[Artifact, Variant]], texts: list[str], settings: BenchmarkSettings
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Latency of every stage, timed round-robin at each batch size (label -> batch -> figures).
+
+    All runtimes are open at once and each round calls every stage once, so
+    the ratios between stages (and to the original) are measured under the
+    same machine conditions.
+    """
+    runtimes = {}
+    try:
+        for label, (artifact, variant) in stages.items():
+            runtimes[label] = (
+                load_tokenizer(artifact),
+                open_runtime(artifact, variant, settings.threads),
+            )
+        out: dict[str, dict[str, dict[str, float]]] = {label: {} for label in stages}
+        for batch_size in settings.batch_sizes:
+            calls: dict[str, Callable[[], object]] = {}
+            for label, (tokenizer, runtime) in runtimes.items():
+                feeds = fixed_shape_batch(tokenizer, texts, batch_size, settings.sequence_length)
+                calls[label] = partial(runtime, feeds)
+            stats = measure_interleaved(calls, settings.warmup, settings.repetitions)
+            for label, figures in stats.items():
+                out[label][f"b{batch_size}"] = latency_entry(figures, batch_size)
+        return out
+    finally:
+        for _, runtime in runtimes.values():
+            runtime.close()

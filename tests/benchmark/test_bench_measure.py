@@ -76,3 +76,18 @@ def test_fixed_shape_batch(tokenizer: Any) -> None:
 def test_fixed_shape_batch_needs_texts(tokenizer: Any) -> None:
     with pytest.raises(ValueError):
         fixed_shape_batch(tokenizer, [], batch_size=1, sequence_length=8)
+
+
+def test_measure_interleaved_rounds_rotate_and_count() -> None:
+    from compress.benchmark.measure import measure_interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    stats = measure_interleaved(fns, warmup=1, repetitions=4)
+    assert set(stats) == {"a", "b", "c"}
+    assert all(s.repetitions == 4 for s in stats.values())
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    rounds = [calls[3 + 3 * i : 6 + 3 * i] for i in range(4)]
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    with pytest.raises(ValueError):
+        measure_interleaved(fns, warmup=0, repetitions=0)

@@ -58,3 +58,22 @@ def test_benchmark_variant_eval_samples_and_predictions(
     assert result["n_eval"] == 3
     assert set(result["latency"]) == {"b2"}
     assert len(result["predictions"]) == 3 and all(p in (0, 1) for p in result["predictions"])
+
+
+def test_interleaved_latency_of_several_stages(
+    hf_artifact: Artifact, onnx_artifact: Artifact, split: Split
+) -> None:
+    from compress.benchmark.stage import interleaved_latency
+
+    settings = BenchmarkSettings(batch_sizes=[1, 2], sequence_length=8, warmup=1, repetitions=5)
+    stages = {
+        "torch": (hf_artifact, hf_artifact.variants[0]),
+        "onnx": (onnx_artifact, onnx_artifact.variants[0]),
+    }
+    out = interleaved_latency(stages, split.texts, settings)
+    assert set(out) == {"torch", "onnx"}
+    for figures in out.values():
+        assert set(figures) == {"b1", "b2"}
+        b1 = figures["b1"]
+        assert 0 < b1["p50_ms"] <= b1["p90_ms"] <= b1["p99_ms"]
+        assert b1["throughput_per_s"] > 0
