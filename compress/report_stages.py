@@ -90,7 +90,10 @@ def make_report(
     ):
         stage["latency"] = latency
     method = method_info(settings, max_length)
-    method["latency_schedule"] = "interleaved: one call of each stage in turn, order rotating"
+    method["latency_schedule"] = (
+        "interleaved: blocks of 20 timed calls per stage in turn (3 untimed calls first), "
+        "order rotating"
+    )
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
     report = build_report(stages, method)

@@ -44,28 +44,39 @@ def measure_latency(fn: Callable[[], object], warmup: int, repetitions: int) -> 
 
 
 def measure_interleaved(
-    fns: dict[str, Callable[[], object]], warmup: int, repetitions: int
+    fns: dict[str, Callable[[], object]],
+    warmup: int,
+    repetitions: int,
+    block: int = 20,
+    settle: int = 3,
 ) -> dict[str, LatencyStats]:
-    """Time several functions round-robin: one call of each in turn, `repetitions` rounds.
+    """Time several functions in interleaved blocks: `block` timed calls of each in turn.
 
     A machine that slows down or gets busy mid-measurement then affects every
     function alike, so ratios between them stay meaningful on shared machines.
-    The order rotates every round so none is always first after another.
+    Each block starts with `settle` untimed calls: runtimes keep their thread
+    pools spinning for a moment after a call, and a call made right after
+    another runtime's would otherwise pay for that. The order rotates every
+    round so none is always first after another.
     """
-    if warmup < 0 or repetitions < 1:
+    if warmup < 0 or repetitions < 1 or block < 1 or settle < 0:
         raise ValueError(f"need warmup >= 0 and repetitions >= 1 (got {warmup}, {repetitions})")
     names = list(fns)
-    for _ in range(warmup):
-        for name in names:
+    for name in names:
+        for _ in range(warmup):
             fns[name]()
-    times = {name: np.empty(repetitions, dtype=np.float64) for name in names}
-    for i in range(repetitions):
-        shift = i % len(names)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    rounds = -(-repetitions // block)
+    for r in range(rounds):
+        shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            start = perf_counter()
-            fns[name]()
-            times[name][i] = perf_counter() - start
-    return {name: _stats(t * 1000.0, repetitions) for name, t in times.items()}
+            for _ in range(settle):
+                fns[name]()
+            for _ in range(min(block, repetitions - len(times[name]))):
+                start = perf_counter()
+                fns[name]()
+                times[name].append(perf_counter() - start)
+    return {name: _stats(np.asarray(t) * 1000.0, repetitions) for name, t in times.items()}
 
 
 def _stats(ms: np.ndarray, repetitions: int) -> LatencyStats:

@@ -78,16 +78,15 @@ def test_fixed_shape_batch_needs_texts(tokenizer: Any) -> None:
         fixed_shape_batch(tokenizer, [], batch_size=1, sequence_length=8)
 
 
-def test_measure_interleaved_rounds_rotate_and_count() -> None:
+def test_measure_interleaved_blocks_rotate_and_count() -> None:
     from compress.benchmark.measure import measure_interleaved
 
     calls: list[str] = []
-    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
-    stats = measure_interleaved(fns, warmup=1, repetitions=4)
-    assert set(stats) == {"a", "b", "c"}
-    assert all(s.repetitions == 4 for s in stats.values())
-    assert calls[:3] == ["a", "b", "c"]  # warm-up
-    rounds = [calls[3 + 3 * i : 6 + 3 * i] for i in range(4)]
-    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    stats = measure_interleaved(fns, warmup=1, repetitions=5, block=2, settle=1)
+    assert all(s.repetitions == 5 for s in stats.values())
+    assert calls[:2] == ["a", "b"]  # warm-up
+    # rounds of (1 settle + up to 2 timed) calls per function, order rotating
+    assert "".join(calls[2:]) == "aaabbb" + "bbbaaa" + "aabb"
     with pytest.raises(ValueError):
         measure_interleaved(fns, warmup=0, repetitions=0)
