@@ -39,10 +39,11 @@ def make_report(
     """Measure every selected stage and write report.json/.md/.png.
 
     Accuracy, size and parameters are measured per stage and cached in its step
-    folder. Latency is measured for all stages together, round-robin (one call
-    of each stage in turn), so the ratios to the original hold on a busy machine;
-    it is cached in the run folder for exactly this set of stages.
+    folder. Latency is measured for all stages together, interleaved in blocks
+    (`measure_interleaved`), so the ratios to the original hold on a busy
+    machine; it is cached in the run folder for exactly this set of stages.
     """
+    from compress.benchmark.measure import SCHEDULE
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
     from compress.benchmark.stage import benchmark_variant
 
@@ -90,10 +91,7 @@ def make_report(
     ):
         stage["latency"] = latency
     method = method_info(settings, max_length)
-    method["latency_schedule"] = (
-        "interleaved: blocks of 20 timed calls per stage in turn (3 untimed calls first), "
-        "order rotating"
-    )
+    method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
     report = build_report(stages, method)
@@ -120,7 +118,7 @@ def _latency(
         cached: dict[str, Any] = json.loads(cache.read_text())
         return [cached[label] for label in labels]
     sizes = ", ".join(f"b{b}" for b in settings.batch_sizes)
-    print(f"  timing {len(labels)} stages round-robin ({sizes}, {settings.repetitions} rounds)")
+    print(f"  timing {len(labels)} stages interleaved ({sizes}, {settings.repetitions} calls each)")
     stages = {
         label: (step.artifact, step.artifact.variant(name))
         for label, (step, name) in zip(labels, selected, strict=True)

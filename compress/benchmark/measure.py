@@ -43,12 +43,22 @@ def measure_latency(fn: Callable[[], object], warmup: int, repetitions: int) -> 
     return _stats(times * 1000.0, repetitions)
 
 
+BLOCK = 20
+"""Timed calls of one function before the next one's turn (`measure_interleaved`)."""
+SETTLE = 3
+"""Untimed calls that start each block."""
+SCHEDULE = (
+    f"interleaved: blocks of {BLOCK} timed calls per stage in turn ({SETTLE} untimed "
+    "calls first), order rotating"
+)
+
+
 def measure_interleaved(
     fns: dict[str, Callable[[], object]],
     warmup: int,
     repetitions: int,
-    block: int = 20,
-    settle: int = 3,
+    block: int = BLOCK,
+    settle: int = SETTLE,
 ) -> dict[str, LatencyStats]:
     """Time several functions in interleaved blocks: `block` timed calls of each in turn.
 

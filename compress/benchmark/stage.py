@@ -99,11 +99,11 @@ def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, float]:
 def interleaved_latency(
     stages: dict[str, tuple[Artifact, Variant]], texts: list[str], settings: BenchmarkSettings
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Latency of every stage, timed round-robin at each batch size (label -> batch -> figures).
+    """Latency of every stage, timed interleaved at each batch size (label -> batch -> figures).
 
-    All runtimes are open at once and each round calls every stage once, so
-    the ratios between stages (and to the original) are measured under the
-    same machine conditions.
+    All runtimes are open at once and take turns in blocks of calls
+    (`measure_interleaved`), so the ratios between stages (and to the
+    original) are measured under the same machine conditions.
     """
     runtimes = {}
     try:
