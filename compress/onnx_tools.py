@@ -9,10 +9,11 @@ import numpy as np
 
 from compress.data.text import collate, encode
 from compress.errors import ExportParityError
+from compress.tasks.base import logits_of
 
 if TYPE_CHECKING:
     import onnxruntime
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 
 def session(path: Path, threads: int = 0) -> onnxruntime.InferenceSession:
@@ -25,13 +26,16 @@ def session(path: Path, threads: int = 0) -> onnxruntime.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
 def feeds_for(sess: onnxruntime.InferenceSession, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The subset of `batch` the session declares, as int64 NumPy arrays."""
-    names = [i.name for i in sess.get_inputs()]
+    """The subset of `batch` the session declares, as NumPy arrays of the declared types."""
     out = {}
-    for name in names:
-        value = batch[name]
-        out[name] = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
+    for declared in sess.get_inputs():
+        value = batch[declared.name]
+        array = value.numpy() if hasattr(value, "numpy") else value
+        out[declared.name] = np.asarray(array, dtype=_ORT_TYPES.get(declared.type, np.int64))
     return out
 
 
@@ -52,9 +56,26 @@ def parity_batches(
     return out
 
 
+def image_parity_batches(processor: Any, images: Any, batches: int = 4) -> list[dict[str, Any]]:
+    """Real images for parity checks, in batches of up to 8."""
+    import torch
+
+    count = min(len(images), batches * 8)
+    if count == 0:
+        raise ValueError("no images for the parity check")
+    return [
+        {
+            "pixel_values": torch.from_numpy(
+                processor([images[j] for j in range(i, min(i + 8, count))])
+            )
+        }
+        for i in range(0, count, 8)
+    ]
+
+
 def check_parity(
     what: str,
-    model: PreTrainedModel,
+    model: Any,
     onnx_path: Path,
     batches: list[dict[str, Any]],
     atol: float,
@@ -67,7 +88,7 @@ def check_parity(
     model.eval()
     with torch.inference_mode():
         for batch in batches:
-            expected = model(**batch).logits.float().numpy()
+            expected = logits_of(model(**batch)).float().numpy()
             got = sess.run(None, feeds_for(sess, batch))[0]
             if got.shape != expected.shape:
                 raise ExportParityError(what, {"logits shape": float("inf")}, atol)

@@ -23,7 +23,12 @@ from compress.passes.base import PassConfig, PassInfo
 from compress.registry import get_pass, missing_backends
 from compress.yaml_lines import KeyPath, LineMap, format_path, load_yaml
 
-TASKS = ("text-classification",)
+TASKS = ("text-classification", "image-classification")
+TEXT_DEFAULTS = {"model": "minilm-l6", "data": "rotten-tomatoes"}
+IMAGE_HINTS = {
+    "model": "mnist-cnn, efficientnet-lite0, or an image model folder",
+    "data": "mnist, photos, an image folder (one sub-folder per class) or a .npz file",
+}
 
 
 class RecipeDoc(BaseModel):
@@ -32,7 +37,9 @@ class RecipeDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(None, description="run name; default: the file name")
-    task: Literal["text-classification"] = Field("text-classification", description="the task")
+    task: Literal["text-classification", "image-classification"] = Field(
+        "text-classification", description="the task"
+    )
     seed: int = Field(0, description="seed for training, sampling and calibration")
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
@@ -140,6 +147,15 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
         doc = RecipeDoc.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, (), fail) from None
+    if doc.task == "image-classification":
+        for section, text_default in TEXT_DEFAULTS.items():
+            if getattr(doc, section).source == text_default:
+                raise fail(
+                    f"'{text_default}' is a text {section}; an image-classification recipe "
+                    f"needs {section}.source",
+                    (section, "source") if section in data else ("task",),
+                    IMAGE_HINTS[section],
+                )
 
     steps: list[PassStep] = []
     for index, entry in enumerate(doc.passes):
@@ -167,6 +183,17 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
             config = info.config.model_validate(options)
         except ValidationError as exc:
             raise _first_error(exc, (*where, name), fail) from None
+        if doc.task not in info.tasks:
+            raise fail(
+                f"'{name}' does not serve {doc.task} models",
+                where,
+                f"it serves {', '.join(info.tasks)}",
+            )
+        if info.check is not None:
+            try:
+                info.check(config, doc.task)
+            except ValueError as exc:
+                raise fail(str(exc), (*where, name)) from None
         for missing in missing_backends(info):
             raise fail(str(missing), where)
         steps.append(PassStep(index, name, config, info))

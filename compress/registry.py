@@ -12,6 +12,7 @@ PASS_MODULES: dict[str, str] = {
     "fine_tune": "compress.passes.fine_tune",
     "distill": "compress.passes.distill",
     "prune": "compress.passes.prune",
+    "prune_channels": "compress.passes.prune_channels",
     "prune_vocab": "compress.passes.prune_vocab",
     "export_onnx": "compress.passes.export_onnx",
     "quantize": "compress.passes.quantize",

@@ -19,6 +19,7 @@ from compress.data import Dataset
 if TYPE_CHECKING:
     from compress.benchmark.settings import BenchmarkSettings
     from compress.recipe import Recipe
+    from compress.tasks import Task
 
 
 def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepResult, str]]:
@@ -46,7 +47,9 @@ def make_report(
     from compress.benchmark.measure import SCHEDULE
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
     from compress.benchmark.stage import benchmark_variant
+    from compress.tasks import get_task
 
+    task = get_task(recipe.doc.task)
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
     bench_key = hash_json(
@@ -73,6 +76,7 @@ def make_report(
                 progress,
                 keep_predictions=True,
                 measure=False,
+                task=task,
             )
             measured["artifact_key"] = step.artifact.key
             write_json_atomic(cache, measured)
@@ -83,14 +87,17 @@ def make_report(
             "file": variant.file,
             "pass_seconds": step.manifest.get("seconds"),
             "macs_per_token": step.artifact.meta.get("macs_per_token"),
+            "macs_per_example": step.artifact.meta.get("macs_per_example"),
             **{k: v for k, v in measured.items() if k != "artifact_key"},
         }
         stages.append(stage)
     for stage, latency in zip(
-        stages, _latency(selected, data, settings, bench_key, out), strict=True
+        stages, _latency(selected, data, settings, bench_key, out, task.name), strict=True
     ):
         stage["latency"] = latency
     method = method_info(settings, max_length)
+    method["task"] = task.name
+    method["example_shape"] = _example_shape(task, selected[0][0], settings.sequence_length)
     method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
@@ -107,9 +114,11 @@ def _latency(
     settings: BenchmarkSettings,
     bench_key: str,
     out: Path,
+    task_name: str,
 ) -> list[dict[str, Any]]:
     """Latency of the selected stages, measured together (cached for this exact set)."""
     from compress.benchmark.stage import interleaved_latency
+    from compress.tasks import get_task
 
     labels = [f"{step.folder.name}:{name}" for step, name in selected]
     key = hash_json([bench_key, [(step.artifact.key, name) for step, name in selected]])
@@ -123,6 +132,12 @@ def _latency(
         label: (step.artifact, step.artifact.variant(name))
         for label, (step, name) in zip(labels, selected, strict=True)
     }
-    measured = interleaved_latency(stages, data.test.texts, settings)
+    measured = interleaved_latency(stages, data.test.inputs, settings, get_task(task_name))
     write_json_atomic(cache, measured)
     return [measured[label] for label in labels]
+
+
+def _example_shape(task: Task, step: StepResult, sequence_length: int) -> str:
+    from compress.benchmark.stage import load_processor
+
+    return task.shape(load_processor(step.artifact, task), sequence_length)

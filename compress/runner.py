@@ -11,8 +11,10 @@ same key (pass, config, parent artifact, data, seed, version) is reused.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,12 @@ from compress.artifacts import (
     step_writer,
     write_json_atomic,
 )
-from compress.data import Dataset
+from compress.data import Dataset, Split
 from compress.errors import UserError
 from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
 from compress.run_lock import run_folder_lock
+from compress.tasks import Task, get_task
 
 INPUT_STEP = "00-input"
 
@@ -76,12 +79,17 @@ def _run_locked(recipe: Recipe, out: Path, progress: bool, report: bool) -> list
 
     from compress.data.loaders import load_dataset
 
-    data = load_dataset(recipe.doc.data, recipe.file.parent)
+    task = get_task(recipe.doc.task)
+    data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)
+    results = [_input_step(recipe, data, out)]
+    if not data.labelled:
+        data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
+    names = data.label_names
+    shown = names if len(names) <= 12 else f"{len(names)} classes"
     print(
         f"data: {data.source} ({len(data.train)} train / {len(data.validation)} validation / "
-        f"{len(data.test)} test, labels {data.label_names})"
+        f"{len(data.test)} test, labels {shown})"
     )
-    results = [_input_step(recipe, data, out)]
     write_json_atomic(
         out / "reproduce.json",
         {
@@ -138,33 +146,77 @@ def _reuse(folder: Path, key: str, name: str) -> StepResult | None:
     return StepResult(name, folder, artifact, manifest, reused=True)
 
 
-def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
-    from compress.models import resolve_source
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    import random
 
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def label_with_model(data: Dataset, step: StepResult, task: Task, max_length: int) -> Dataset:
+    """Unlabelled data labelled with the input model's top-1 class (cached in its folder)."""
+    import numpy as np
+
+    from compress.training import predict_logits
+
+    cache = step.folder / f"labels-{data.key}.json"
+    if cache.is_file():
+        labels = json.loads(cache.read_text())
+    else:
+        model, processor = task.load(str(step.artifact.path), None)
+        labels = {"names": task.label_names(model)}
+        for name in ("train", "validation", "test"):
+            split = data.split(name)
+            encoded = task.encode(processor, split.inputs, max_length)
+            logits = predict_logits(model, processor, encoded, task, desc=f"label {name}")
+            labels[name] = logits.argmax(-1).tolist()
+        write_json_atomic(cache, labels)
+    print(f"data: {data.source} has no labels: labelled with the input model's top-1 class")
+
+    def relabel(name: str) -> Split:
+        return Split(data.split(name).inputs, np.asarray(labels[name], dtype=np.int64))
+
+    return replace(
+        data,
+        label_names=list(labels["names"]),
+        key=hash_json([data.key, step.artifact.key, "top-1 labels"]),
+        labelled=True,
+        notes={**data.notes, "labels": "top-1 class of the input model"},
+        train=relabel("train"),
+        validation=relabel("validation"),
+        test=relabel("test"),
+    )
+
+
+def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
+    task = get_task(recipe.doc.task)
     spec = recipe.doc.model
-    location = resolve_source(spec.source, recipe.file.parent)
+    location = task.resolve(spec.source, recipe.file.parent)
     source_key = (
         hash_files(Path(location)) if Path(location).exists() else f"{location}@{spec.revision}"
     )
-    key = hash_json({"source": source_key, "labels": data.label_names, "version": __version__})
+    labels = data.label_names if data.labelled else None
+    key = hash_json(
+        {"source": source_key, "labels": labels, "seed": recipe.doc.seed, "version": __version__}
+    )
     folder = out / INPUT_STEP
     cached = _reuse(folder, key, "input")
     if cached is not None:
         print(f"model: {spec.source} (reused {folder})")
         return cached
     print(f"model: {spec.source} ({location})")
-    from transformers import set_seed
-
-    from compress.models import load_classifier, save_hf
-    from compress.passes.common import model_meta
-
     started = time.time()
-    set_seed(recipe.doc.seed)  # a new classification head is initialised the same way every run
-    model, tokenizer = load_classifier(location, data.label_names, spec.revision)
+    seed_everything(recipe.doc.seed)  # a new head (or model) is initialised the same every run
+    model, processor = task.load(location, labels, spec.revision)
     with step_writer(folder) as work:
-        save_hf(model, tokenizer, work)
+        task.save(model, processor, work)
         variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
-        meta = model_meta(model, recipe.doc.data.max_length)
+        meta = task.model_meta(model, processor, recipe.doc.data.max_length)
         artifact = Artifact("hf", folder, key, [variant], meta)
         manifest = _manifest(
             "input",
@@ -210,6 +262,7 @@ def _run_step(
             seed=recipe.doc.seed,
             key=key,
             progress=progress,
+            task=get_task(recipe.doc.task),
         )
         produced = step.info.apply(parent.artifact, step.config, ctx)
         artifact = relocate(produced, folder)

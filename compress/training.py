@@ -14,14 +14,16 @@ import numpy as np
 from pydantic import Field
 
 from compress.data import Split
-from compress.data.text import Encoded, bucketed_batches, collate, encode, sorted_batches
+from compress.data.text import bucketed_batches, sorted_batches
 from compress.passes.base import PassConfig, PassContext
+from compress.tasks import Task
+from compress.tasks.base import logits_of
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-LossFn = Callable[["PreTrainedModel", dict[str, "torch.Tensor"], np.ndarray], "torch.Tensor"]
+LossFn = Callable[[Any, dict[str, "torch.Tensor"], np.ndarray], "torch.Tensor"]
+"""`loss_fn(model, batch, indices)`: `batch` holds the model inputs and `labels`."""
 
 
 class TrainConfig(PassConfig):
@@ -34,6 +36,14 @@ class TrainConfig(PassConfig):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
+
+
+class RecoveryConfig(TrainConfig):
+    """Distillation from the unpruned model after pruning."""
+
+    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
+    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
 
 
 def default_device() -> torch.device:
@@ -52,24 +62,38 @@ def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
     return kl * (t * t)
 
 
+def forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's logits for `batch` (its `labels`, if any, are not passed to the model)."""
+    return logits_of(model(**{k: v for k, v in batch.items() if k != "labels"}))
+
+
+def cross_entropy(model: Any, batch: dict[str, torch.Tensor], _: np.ndarray) -> torch.Tensor:
+    """Plain cross-entropy against the batch's labels."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(forward_logits(model, batch), batch["labels"])
+
+
 def distillation_loss_fn(teacher_logits: torch.Tensor, temperature: float, alpha: float) -> LossFn:
     """A loss `alpha * kd_term + (1 - alpha) * CE` against cached teacher logits (by row index)."""
+    import torch.nn.functional as F
 
-    def loss_fn(
-        model: PreTrainedModel, batch: dict[str, torch.Tensor], idx: np.ndarray
-    ) -> torch.Tensor:
-        out = model(**batch)
-        soft = kd_term(out.logits, teacher_logits[idx].to(out.logits.device), temperature)
-        total: torch.Tensor = alpha * soft + (1 - alpha) * out.loss
+    def loss_fn(model: Any, batch: dict[str, torch.Tensor], idx: np.ndarray) -> torch.Tensor:
+        logits = forward_logits(model, batch)
+        soft = kd_term(logits, teacher_logits[idx].to(logits.device), temperature)
+        if alpha >= 1:
+            return soft
+        total: torch.Tensor = alpha * soft + (1 - alpha) * F.cross_entropy(logits, batch["labels"])
         return total
 
     return loss_fn
 
 
 def predict_logits(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    encoded: Encoded,
+    model: Any,
+    processor: Any,
+    encoded: Any,
+    task: Task,
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "predict",
@@ -79,30 +103,40 @@ def predict_logits(
     from tqdm.auto import tqdm
 
     model.eval()
-    lengths = [len(e["input_ids"]) for e in encoded]
     out: np.ndarray | None = None
     device = next(model.parameters()).device
+    lengths = task.lengths(encoded)
     with torch.inference_mode():
-        for idx in tqdm(sorted_batches(lengths, batch_size), desc=desc, disable=not progress):
-            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
-            logits = model(**batch).logits.float().cpu().numpy()
+        batches = sorted_batches(lengths, batch_size)
+        for idx in tqdm(batches, desc=desc, disable=not progress):
+            batch = {k: v.to(device) for k, v in task.collate(processor, encoded, idx).items()}
+            logits = forward_logits(model, batch).float().cpu().numpy()
             if out is None:
-                out = np.zeros((len(encoded), logits.shape[1]), dtype=np.float32)
+                out = np.zeros((len(lengths), logits.shape[1]), dtype=np.float32)
             out[idx] = logits
-    assert out is not None, "no examples to predict"
+    if out is None:
+        raise ValueError("no examples to predict")
     return out
 
 
-def accuracy(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: Split, max_length: int
-) -> float:
-    logits = predict_logits(model, tokenizer, encode(tokenizer, split.texts, max_length))
+def split_logits(
+    model: Any, processor: Any, split: Split, ctx: PassContext, desc: str = "predict"
+) -> np.ndarray:
+    """Logits of `model` for every example of `split` (e.g. a teacher's, for distillation)."""
+    encoded = ctx.task.encode(processor, split.inputs, ctx.max_length)
+    return predict_logits(model, processor, encoded, ctx.task, progress=ctx.progress, desc=desc)
+
+
+def accuracy(model: Any, processor: Any, split: Split, task: Task, max_length: int) -> float:
+    logits = predict_logits(
+        model, processor, task.encode(processor, split.inputs, max_length), task
+    )
     return float((logits.argmax(-1) == split.labels).mean())
 
 
 def train(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: Any,
+    processor: Any,
     cfg: TrainConfig,
     ctx: PassContext,
     loss_fn: LossFn,
@@ -121,10 +155,11 @@ def train(
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    task = ctx.task
     train_split = ctx.data.train
-    encoded = encode(tokenizer, train_split.texts, ctx.max_length)
-    val_encoded = encode(tokenizer, ctx.data.validation.texts, ctx.max_length)
-    lengths = [len(e["input_ids"]) for e in encoded]
+    encoded = task.encode(processor, train_split.inputs, ctx.max_length)
+    val_encoded = task.encode(processor, ctx.data.validation.inputs, ctx.max_length)
+    lengths = task.lengths(encoded)
     labels = torch.as_tensor(train_split.labels)
 
     steps_per_epoch = -(-len(encoded) // (cfg.batch_size * accelerator.num_processes))
@@ -133,7 +168,7 @@ def train(
     no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            is_plain = param.ndim < 2 or "LayerNorm" in name or name.endswith("bias")
+            is_plain = param.ndim < 2 or "LayerNorm" in name or name.endswith("bias")  # + BN
             (no_decay if is_plain else decay).append(param)
     optimizer = torch.optim.AdamW(
         [
@@ -160,7 +195,8 @@ def train(
         running = 0.0
         for n, idx in enumerate(bar, 1):
             batch = {
-                k: v.to(accelerator.device) for k, v in collate(tokenizer, encoded, idx).items()
+                k: v.to(accelerator.device)
+                for k, v in task.collate(processor, encoded, idx).items()
             }
             batch["labels"] = labels[idx].to(accelerator.device)
             loss = loss_fn(model, batch, idx)
@@ -173,7 +209,7 @@ def train(
             running += float(loss.detach())
             bar.set_postfix(loss=f"{running / n:.4f}")
         unwrapped = accelerator.unwrap_model(model)
-        val_logits = predict_logits(unwrapped, tokenizer, val_encoded)
+        val_logits = predict_logits(unwrapped, processor, val_encoded, task)
         val_acc = float((val_logits.argmax(-1) == ctx.data.validation.labels).mean())
         history.append(
             {"epoch": epoch, "train_loss": running / max(1, len(batches)), "val_accuracy": val_acc}

@@ -9,6 +9,7 @@ import numpy as np
 from compress.benchmark.runtimes import Runtime
 from compress.data import Split
 from compress.errors import DataError
+from compress.tasks import Task, get_task
 
 
 class Evaluation(TypedDict):
@@ -22,41 +23,35 @@ class Evaluation(TypedDict):
 
 def evaluate(
     runtime: Runtime,
-    tokenizer: Any,
+    processor: Any,
     split: Split,
     max_length: int,
     batch_size: int,
     progress: bool,
+    task: Task | None = None,
 ) -> Evaluation:
     """Predict every example of `split` and score the predictions.
 
-    Examples run in batches of similar token length, each batch padded to its
-    own longest example (truncated at `max_length`), so padding wastes little.
+    `processor` is the model's tokenizer or image preprocessor. Texts run in
+    batches of similar token length, each batch padded to its own longest
+    example (truncated at `max_length`), so padding wastes little.
     """
     from tqdm.auto import tqdm
+
+    from compress.data.text import sorted_batches
 
     n = len(split)
     if n == 0:
         raise DataError("the evaluation split is empty")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-    texts = list(split.texts)
-    lengths = [
-        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    ]
-    order = np.argsort(np.asarray(lengths), kind="stable")
+    task = task or get_task("text-classification")
+    encoded = task.encode(processor, split.inputs, max_length)
     predictions = np.empty(n, dtype=np.int64)
     with tqdm(total=n, disable=not progress, desc=f"evaluate {runtime.name}", unit="ex") as bar:
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            encoded = tokenizer(
-                [texts[i] for i in index],
-                padding="longest",
-                truncation=True,
-                max_length=max_length,
-                return_tensors="np",
-            )
-            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
+        for index in sorted_batches(task.lengths(encoded), batch_size):
+            batch = task.collate(processor, encoded, index)
+            feeds = {k: np.asarray(v.numpy()) for k, v in batch.items()}
             logits = np.asarray(runtime(feeds))
             if logits.ndim != 2 or logits.shape[0] != len(index):
                 raise DataError(f"expected logits [{len(index)}, labels], got {logits.shape}")

@@ -85,6 +85,8 @@ def compare(stage: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
         "macro_f1_delta_points": _points(stage.get("macro_f1"), original.get("macro_f1")),
     }
     flops = _ratio(original.get("macs_per_token"), stage.get("macs_per_token"))
+    if flops is None:
+        flops = _ratio(original.get("macs_per_example"), stage.get("macs_per_example"))
     if flops is not None:
         # Honest speedup accounting: how much of the FLOPs cut shows up as measured speed.
         result["flops_ratio"] = flops
@@ -222,10 +224,15 @@ def _method_text(report: dict[str, Any]) -> str:
     runtimes = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "unknown"
     stages = report.get("stages") or [{}]
     samples = stages[0].get("n_eval") or m.get("eval_samples") or "all"
+    seq = m.get("sequence_length", "?")
+    shape = m.get("example_shape") or f"{seq} tokens"
+    if m.get("task") == "image-classification":
+        built = f"[batch, {shape}], built from real test images resized to it"
+    else:
+        built = f"[batch, {seq}] tokens, built from real test texts padded or truncated to {seq}"
     return (
-        f"Latency: for each batch size ({sizes}) one fixed input of shape "
-        f"[batch, {m.get('sequence_length', '?')}] tokens, built from real test texts padded "
-        f"or truncated to {m.get('sequence_length', '?')} tokens; {m.get('warmup', '?')} "
+        f"Latency: for each batch size ({sizes}) one fixed input of shape {built}; "
+        f"{m.get('warmup', '?')} "
         f"untimed warm-up runs, then {m.get('repetitions', '?')} timed runs "
         f"(percentiles of single calls; throughput from the mean). Every runtime uses "
         f"{m.get('threads', '?')} intra-op thread(s) and 1 inter-op thread on "

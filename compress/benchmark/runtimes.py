@@ -1,4 +1,4 @@
-"""Runtimes that turn token arrays into logits, plus size and parameter counts of a variant.
+"""Runtimes that turn input arrays into logits, plus size and parameter counts of a variant.
 
 torch, transformers, onnx and onnxruntime are imported inside the functions
 that need them, so importing this module stays cheap.
@@ -15,15 +15,17 @@ import numpy as np
 
 from compress.artifacts import Artifact, Variant
 from compress.errors import ModelLoadError, UserError
+from compress.tasks import Task, get_task
+from compress.tasks.base import logits_of
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
+_ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 _NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "rng_state")
 
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Something that maps a batch of token arrays to logits `[batch, num_labels]`."""
+    """Something that maps a batch of input arrays to logits `[batch, num_labels]`."""
 
     name: str
     input_names: list[str]
@@ -34,19 +36,15 @@ class Runtime(Protocol):
 
 
 class TorchRuntime:
-    """A Hugging Face sequence classifier run by PyTorch on the CPU (eval, inference mode)."""
+    """A PyTorch classifier (Hugging Face or image model folder) on the CPU, in inference mode."""
 
     name = "torch"
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, task: Task | None = None) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification
 
         torch.set_num_threads(threads)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(path)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load the model in {path}: {exc}") from None
+        model, _ = (task or get_task("text-classification")).load(str(path), None)
         self.model: Any = model.eval()
         accepted = inspect.signature(self.model.forward).parameters
         self.input_names = [n for n in MODEL_INPUTS if n in accepted]
@@ -55,12 +53,12 @@ class TorchRuntime:
         import torch
 
         inputs = {
-            n: torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.int64))
+            n: torch.from_numpy(np.ascontiguousarray(feeds[n]))
             for n in self.input_names
             if n in feeds
         }
         with torch.inference_mode():
-            logits = self.model(**inputs).logits
+            logits = logits_of(self.model(**inputs))
         return np.asarray(logits.float().numpy())
 
     def close(self) -> None:
@@ -108,19 +106,21 @@ class OrtRuntime:
         gc.collect()
 
 
-def open_runtime(artifact: Artifact, variant: Variant, threads: int) -> Runtime:
+def open_runtime(
+    artifact: Artifact, variant: Variant, threads: int, task: Task | None = None
+) -> Runtime:
     """Load `variant` of `artifact` in the runtime it was built for."""
     path = artifact.file(variant)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
     if variant.runtime == "torch":
-        return TorchRuntime(path, threads)
+        return TorchRuntime(path, threads, task)
     if variant.runtime == "onnxruntime":
         return OrtRuntime(path, threads)
     raise UserError(f"variant '{variant.name}' has an unknown runtime '{variant.runtime}'")
 
 
-def count_parameters(artifact: Artifact, variant: Variant) -> int:
+def count_parameters(artifact: Artifact, variant: Variant, task: Task | None = None) -> int:
     """Number of weights: torch parameters, or elements of every ONNX initializer.
 
     ONNX counts int8 weights and their scales/zero points; int64 initializers
@@ -130,12 +130,7 @@ def count_parameters(artifact: Artifact, variant: Variant) -> int:
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
     if variant.runtime == "torch":
-        from transformers import AutoModelForSequenceClassification
-
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(path)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load the model in {path}: {exc}") from None
+        model, _ = (task or get_task("text-classification")).load(str(path), None)
         return int(sum(p.numel() for p in model.parameters()))
     total = 0
     for tensor in _onnx_graph(path).initializer:

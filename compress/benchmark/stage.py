@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from compress.artifacts import Artifact, Variant
 from compress.benchmark.evaluate import evaluate
-from compress.benchmark.measure import (
-    LatencyStats,
-    fixed_shape_batch,
-    measure_interleaved,
-    measure_latency,
-)
+from compress.benchmark.measure import LatencyStats, measure_interleaved, measure_latency
 from compress.benchmark.runtimes import count_parameters, model_size_bytes, open_runtime
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Split
-from compress.errors import DataError, ModelLoadError
+from compress.errors import DataError
+from compress.tasks import Task, get_task
 
 
-def load_tokenizer(artifact: Artifact) -> Any:
-    """The tokenizer saved in the artifact folder."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(artifact.path)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the tokenizer in {artifact.path}: {exc}") from None
+def load_processor(artifact: Artifact, task: Task | None = None) -> Any:
+    """The tokenizer or image preprocessor saved in the artifact folder."""
+    return (task or get_task("text-classification")).load_processor(artifact.path)
 
 
 def benchmark_variant(
@@ -40,6 +31,7 @@ def benchmark_variant(
     *,
     keep_predictions: bool = False,
     measure: bool = True,
+    task: Task | None = None,
 ) -> dict[str, Any]:
     """Measure `variant` on `split` (the test split) as `settings` asks; JSON-able.
 
@@ -50,20 +42,22 @@ def benchmark_variant(
     """
     if len(split) == 0:
         raise DataError("the test split is empty: nothing to benchmark on")
-    tokenizer = load_tokenizer(artifact)
-    runtime = open_runtime(artifact, variant, settings.threads)
+    task = task or get_task("text-classification")
+    processor = load_processor(artifact, task)
+    runtime = open_runtime(artifact, variant, settings.threads, task)
     try:
         scores = evaluate(
             runtime,
-            tokenizer,
+            processor,
             split.head(settings.eval_samples),
             max_length,
             settings.eval_batch_size,
             progress,
+            task,
         )
         latency: dict[str, dict[str, float]] = {}
         for batch_size in settings.batch_sizes if measure else []:
-            feeds = fixed_shape_batch(tokenizer, split.texts, batch_size, settings.sequence_length)
+            feeds = task.fixed_batch(processor, split.inputs, batch_size, settings.sequence_length)
             stats = measure_latency(partial(runtime, feeds), settings.warmup, settings.repetitions)
             latency[f"b{batch_size}"] = latency_entry(stats, batch_size)
     finally:
@@ -77,7 +71,7 @@ def benchmark_variant(
         "n_eval": scores["n"],
         "latency": latency,
         "size_bytes": model_size_bytes(artifact, variant),
-        "parameters": count_parameters(artifact, variant),
+        "parameters": count_parameters(artifact, variant, task),
     }
     if keep_predictions:
         result["predictions"] = [int(p) for p in scores["predictions"]]
@@ -97,7 +91,10 @@ def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, float]:
 
 
 def interleaved_latency(
-    stages: dict[str, tuple[Artifact, Variant]], texts: list[str], settings: BenchmarkSettings
+    stages: dict[str, tuple[Artifact, Variant]],
+    inputs: Sequence[Any],
+    settings: BenchmarkSettings,
+    task: Task | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Latency of every stage, timed interleaved at each batch size (label -> batch -> figures).
 
@@ -105,18 +102,19 @@ def interleaved_latency(
     (`measure_interleaved`), so the ratios between stages (and to the
     original) are measured under the same machine conditions.
     """
+    task = task or get_task("text-classification")
     runtimes = {}
     try:
         for label, (artifact, variant) in stages.items():
             runtimes[label] = (
-                load_tokenizer(artifact),
-                open_runtime(artifact, variant, settings.threads),
+                load_processor(artifact, task),
+                open_runtime(artifact, variant, settings.threads, task),
             )
         out: dict[str, dict[str, dict[str, float]]] = {label: {} for label in stages}
         for batch_size in settings.batch_sizes:
             calls: dict[str, Callable[[], object]] = {}
-            for label, (tokenizer, runtime) in runtimes.items():
-                feeds = fixed_shape_batch(tokenizer, texts, batch_size, settings.sequence_length)
+            for label, (processor, runtime) in runtimes.items():
+                feeds = task.fixed_batch(processor, inputs, batch_size, settings.sequence_length)
                 calls[label] = partial(runtime, feeds)
             stats = measure_interleaved(calls, settings.warmup, settings.repetitions)
             for label, figures in stats.items():

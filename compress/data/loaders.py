@@ -1,9 +1,14 @@
-"""Load a text-classification dataset from an offline default, a local file or the hub."""
+"""Load a classification dataset: offline defaults, local files or folders, or the hub.
+
+Text: `rotten-tomatoes`, CSV/TSV/JSONL/JSON/Parquet files, hub ids. Images:
+`mnist`, `photos`, image folders (one sub-folder per class) and `.npz` files.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +22,12 @@ from compress.errors import DataError, MissingDependencyError
 FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
-def load_dataset(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
+def load_dataset(
+    spec: DataSpec, base_dir: Path | None = None, task: str = "text-classification"
+) -> Dataset:
     """Read the data named by `spec` and split it (fixed seed) into train/validation/test."""
+    if task == "image-classification":
+        return _load_images(spec, base_dir)
     if spec.source == "rotten-tomatoes":
         from compress.data.rotten_tomatoes import load_rows
 
@@ -26,9 +35,7 @@ def load_dataset(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
         if spec.labels is not None and spec.labels != names:
             raise DataError(f"rotten-tomatoes has labels {names}; remove 'labels' from data")
         return _split(spec, texts, np.asarray(label_ids, dtype=np.int64), names)
-    path = Path(spec.source).expanduser()
-    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
-        path = base_dir / path
+    path = _local(spec.source, base_dir)
     if path.suffix.lower() in FILE_SUFFIXES or path.exists():
         records = read_records(path)
         texts, raw_labels = _columns(records, spec, str(path))
@@ -128,8 +135,81 @@ def encode_labels(
     return ids, names
 
 
-def _split(spec: DataSpec, texts: list[str], labels: np.ndarray, names: list[str]) -> Dataset:
-    n = len(texts)
+def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
+    from compress.vision import datasets
+
+    if spec.source == "mnist":
+        images, ids, names = datasets.mnist()
+        if spec.labels is not None and spec.labels != names:
+            raise DataError(f"mnist has labels {names}; remove 'labels' from data")
+        return _split(spec, images, ids, names)
+    if spec.source == "photos":
+        return _photos(spec)
+    path = _local(spec.source, base_dir)
+    if path.is_dir():
+        images, raw = datasets.image_folder(path)
+    elif path.suffix.lower() == ".npz" or path.is_file():
+        if not path.is_file():
+            raise DataError(f"{path}: data file not found")
+        label_key = spec.label_column if "label_column" in spec.model_fields_set else None
+        images, raw = datasets.npz(path, spec.image_column, label_key)
+    else:
+        raise DataError(
+            f"{spec.source}: not an offline image dataset "
+            f"({', '.join(datasets.OFFLINE_IMAGE_DATASETS)}), an image folder or a .npz file"
+        )
+    labels, names = encode_labels(raw, spec.labels, str(path))
+    return _split(spec, images, labels, names)
+
+
+def _photos(spec: DataSpec) -> Dataset:
+    """The offline photos, split by photo; labels come later from the input model."""
+    from compress.vision.datasets import crops, photos
+    from compress.vision.images import ImageList
+
+    shots = photos()
+    order = np.random.default_rng(spec.split_seed).permutation(len(shots))
+    n_test = max(1, len(shots) // 3)
+    n_val = max(1, len(shots) // 7)
+    rng = np.random.default_rng(spec.split_seed)
+    parts: dict[str, list[np.ndarray]] = {"test": [], "validation": [], "train": []}
+    names: dict[str, list[str]] = {"test": [], "validation": [], "train": []}
+    for rank, i in enumerate(order):
+        name, image = shots[i]
+        split = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
+        views = crops(image, 64, rng) if split == "train" else crops(image, 10, None)
+        parts[split].extend(views)
+        names[split].append(name)
+    if spec.train_samples is not None:
+        parts["train"] = parts["train"][: spec.train_samples]
+    splits = {k: Split(ImageList(v), np.full(len(v), -1, dtype=np.int64)) for k, v in parts.items()}
+    key = hash_json({k: s.inputs.fingerprint() for k, s in splits.items()})  # type: ignore[attr-defined]
+    return Dataset(
+        label_names=[],
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        source=spec.source,
+        key=key,
+        notes={"photos": names},
+        labelled=False,
+    )
+
+
+def _local(source: str, base_dir: Path | None) -> Path:
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    return path
+
+
+def _fingerprint(inputs: Sequence[Any]) -> Any:
+    fingerprint = getattr(inputs, "fingerprint", None)
+    return fingerprint() if fingerprint is not None else list(inputs)
+
+
+def _split(spec: DataSpec, inputs: Sequence[Any], labels: np.ndarray, names: list[str]) -> Dataset:
+    n = len(inputs)
     n_test, n_val = spec.test_size, spec.validation_size
     if n_test + n_val >= n:
         raise DataError(
@@ -144,9 +224,11 @@ def _split(spec: DataSpec, texts: list[str], labels: np.ndarray, names: list[str
     }
     if spec.train_samples is not None:
         parts["train"] = parts["train"][: spec.train_samples]
-    splits = {k: Split([texts[i] for i in idx], labels[idx]) for k, idx in parts.items()}
+    whole = Split(inputs, labels)
+    splits = {k: whole.take(idx) for k, idx in parts.items()}
     key = hash_json(
-        {k: [s.texts, s.labels.tolist()] for k, s in splits.items()} | {"labels": names}
+        {k: [_fingerprint(s.inputs), s.labels.tolist()] for k, s in splits.items()}
+        | {"labels": names}
     )
     return Dataset(
         label_names=names,

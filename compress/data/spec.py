@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OFFLINE_DATASETS = ("rotten-tomatoes",)
+OFFLINE_DATASETS = ("rotten-tomatoes", "mnist", "photos")
 
 
 class DataSpec(BaseModel):
     """Where the labelled data comes from and how it is split.
 
-    `source` is an offline default (`rotten-tomatoes`), a local file
+    Text: `source` is an offline default (`rotten-tomatoes`), a local file
     (`.csv`, `.tsv`, `.jsonl`, `.json`, `.parquet`), or a Hugging Face dataset
-    id (needs the `datasets` package and a reachable hub).
+    id (needs the `datasets` package and a reachable hub). Images: `mnist`,
+    `photos` (unlabelled real photos, labelled by the input model), a folder
+    with one sub-folder of images per class, or a `.npz` file.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field("rotten-tomatoes", description="offline name, local file, or hub id")
     text_column: str = Field("text", description="column holding the input text")
-    label_column: str = Field("label", description="column holding the class label")
+    label_column: str = Field("label", description="column (or .npz array) holding the label")
+    image_column: str | None = Field(
+        None, description=".npz array holding the images; default: images or x"
+    )
     labels: list[str] | None = Field(
         None, description="label names in id order; default: sorted distinct labels"
     )

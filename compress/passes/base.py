@@ -12,6 +12,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from compress.artifacts import Artifact, ArtifactKind
 from compress.data import Dataset
+from compress.tasks import Task, get_task
+
+ALL_TASKS = ("text-classification", "image-classification")
 
 
 def _valid_regexes(value: list[str]) -> list[str]:
@@ -38,7 +41,8 @@ class PassContext:
     """What a pass may use besides its input artifact and config.
 
     `work_dir` is the pass's own (empty) output folder. Metrics put in
-    `metrics` land in the step's manifest and in the report.
+    `metrics` land in the step's manifest and in the report. `task` reads the
+    data and loads, saves and feeds the models.
     """
 
     work_dir: Path
@@ -48,6 +52,7 @@ class PassContext:
     key: str
     progress: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
+    task: Task = field(default_factory=lambda: get_task("text-classification"))
 
     def log(self, message: str) -> None:
         print(f"  {message}", flush=True)
@@ -59,7 +64,9 @@ class PassInfo:
 
     `consumes`/`produces` are artifact kinds; the recipe validator uses them to
     reject impossible orders before any model loads. `requires` lists
-    (import name, install hint) of optional backends the pass needs.
+    (import name, install hint) of optional backends the pass needs. `tasks`
+    are the tasks it serves; `check(config, task)` rejects, before any model
+    loads, options that the recipe's task cannot use (raise ValueError).
     """
 
     name: str
@@ -69,3 +76,5 @@ class PassInfo:
     consumes: ArtifactKind
     produces: ArtifactKind
     requires: tuple[tuple[str, str], ...] = ()
+    tasks: tuple[str, ...] = ALL_TASKS
+    check: Callable[[Any, str], None] | None = None

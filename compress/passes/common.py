@@ -8,29 +8,22 @@ from typing import TYPE_CHECKING, Any
 from compress.artifacts import Artifact, Variant
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
     from compress.passes.base import PassContext
 
 
-def load_hf_input(
-    artifact: Artifact, ctx: PassContext
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an HF artifact as a classifier sized to the dataset's labels."""
-    from compress.models import load_classifier
-
-    return load_classifier(str(artifact.path), ctx.data.label_names)
+def load_input(artifact: Artifact, ctx: PassContext) -> tuple[Any, Any]:
+    """Load a model artifact (and its tokenizer or image preprocessor) for the dataset's labels."""
+    return ctx.task.load(str(artifact.path), ctx.data.label_names)
 
 
-def save_hf_output(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ctx: PassContext
-) -> Artifact:
-    """Save to the pass's folder and describe the result as an HF artifact."""
-    from compress.models import save_hf
-
-    save_hf(model, tokenizer, ctx.work_dir)
+def save_output(model: Any, processor: Any, ctx: PassContext) -> Artifact:
+    """Save to the pass's folder and describe the result as a model artifact."""
+    ctx.task.save(model, processor, ctx.work_dir)
     variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")
-    return Artifact("hf", ctx.work_dir, ctx.key, [variant], model_meta(model, ctx.max_length))
+    meta = ctx.task.model_meta(model, processor, ctx.max_length)
+    return Artifact("hf", ctx.work_dir, ctx.key, [variant], meta)
 
 
 def model_meta(model: PreTrainedModel, seq_len: int) -> dict[str, Any]:

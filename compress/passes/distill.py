@@ -15,17 +15,16 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact
-from compress.data.text import encode
 from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
-from compress.passes.common import load_hf_input, save_hf_output
+from compress.passes.common import load_input, save_output
 from compress.training import (
     LossFn,
     TrainConfig,
     default_device,
     distillation_loss_fn,
     kd_term,
-    predict_logits,
+    split_logits,
     train,
 )
 
@@ -136,12 +135,12 @@ def _hidden_state_loss(teacher: PreTrainedModel, keep: list[int], cfg: DistillCo
 def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    teacher, tokenizer = load_hf_input(artifact, ctx)
+    teacher, processor = load_input(artifact, ctx)
     teacher.eval().to(default_device())
+    teacher_processor = processor
     if cfg.student is not None:
-        from compress.models import load_classifier, resolve_source
-
-        student, _ = load_classifier(resolve_source(cfg.student), ctx.data.label_names)
+        location = ctx.task.resolve(cfg.student)
+        student, processor = ctx.task.load(location, ctx.data.label_names)
         keep = None
     else:
         keep = pick_layers(teacher.config.num_hidden_layers, cfg.layers)
@@ -149,16 +148,23 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
         ctx.log(f"student keeps teacher layers {keep} of {teacher.config.num_hidden_layers}")
 
     if cfg.hidden_weight == 0:
-        encoded = encode(tokenizer, ctx.data.train.texts, ctx.max_length)
-        logits = predict_logits(teacher, tokenizer, encoded, progress=ctx.progress, desc="teacher")
+        logits = split_logits(teacher, teacher_processor, ctx.data.train, ctx, "teacher")
         loss_fn = distillation_loss_fn(torch.as_tensor(logits), cfg.temperature, cfg.alpha)
     else:
         assert keep is not None  # the config forbids hidden_weight with a given student
         loss_fn = _hidden_state_loss(teacher, keep, cfg)
-    ctx.metrics.update(train(student, tokenizer, cfg, ctx, loss_fn, "distill"))
+    ctx.metrics.update(train(student, processor, cfg, ctx, loss_fn, "distill"))
     ctx.metrics["student_layers"] = keep
     ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())
-    return save_hf_output(student, tokenizer, ctx)
+    return save_output(student, processor, ctx)
+
+
+def _check(cfg: DistillConfig, task: str) -> None:
+    if task != "text-classification" and cfg.student is None:
+        raise ValueError(
+            "for image models give `student:` (an offline architecture such as mnist-cnn, "
+            "or a model folder); picking layers works for transformer encoders only"
+        )
 
 
 PASS = PassInfo(
@@ -168,4 +174,5 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
+    check=_check,
 )

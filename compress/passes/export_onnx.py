@@ -16,7 +16,7 @@ from pydantic import Field
 from compress.artifacts import Artifact, Variant
 from compress.onnx_tools import check_parity, parity_batches
 from compress.passes.base import PassConfig, PassContext, PassInfo
-from compress.passes.common import load_hf_input
+from compress.passes.common import load_input
 
 
 class ExportOnnxConfig(PassConfig):
@@ -30,9 +30,48 @@ class ExportOnnxConfig(PassConfig):
 
 
 def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifact:
+    if ctx.task.input_kind == "images":
+        return _export_image_model(artifact, cfg, ctx)
+    return _export_transformer(artifact, cfg, ctx)
+
+
+def _export_image_model(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifact:
+    """`model.onnx` with a dynamic batch axis, from torch.onnx's exporter."""
+    import torch
+
+    from compress.artifacts import copy_preprocessing
+    from compress.onnx_tools import image_parity_batches
+    from compress.vision.pruning import example_input
+
+    model, processor = load_input(artifact, ctx)
+    model.eval()
+    portable = ctx.work_dir / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example_input(processor),),
+            str(portable),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
+            opset_version=cfg.opset,
+            dynamo=False,
+        )
+    copy_preprocessing(artifact.path, ctx.work_dir)
+    batches = image_parity_batches(processor, ctx.data.validation.inputs)
+    diff = check_parity("ONNX export", model, portable, batches, cfg.atol)
+    ctx.log(f"model.onnx matches PyTorch: max |logit diff| {diff:.2e} (atol {cfg.atol:g})")
+    ctx.metrics["parity"] = {"model.onnx": diff}
+    # ONNX Runtime fuses Conv+BN+activation itself at load time: one graph serves both targets
+    variants = [Variant("fp32", "onnxruntime", "fp32", "portable", "model.onnx")]
+    return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
+
+
+def _export_transformer(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifact:
     from optimum.exporters.onnx import onnx_export_from_model
 
-    model, tokenizer = load_hf_input(artifact, ctx)
+    model, tokenizer = load_input(artifact, ctx)
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings; parity is checked below instead

@@ -6,19 +6,14 @@ so every later pass and export sees a plain Hugging Face model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from compress.artifacts import Artifact
 from compress.passes.base import PassContext, PassInfo
-from compress.passes.common import load_hf_input, save_hf_output
-from compress.training import TrainConfig, train
-
-if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel
+from compress.passes.common import load_input, save_output
+from compress.training import TrainConfig, cross_entropy, train
 
 
 class FineTuneConfig(TrainConfig):
@@ -33,15 +28,8 @@ class FineTuneConfig(TrainConfig):
     )
 
 
-def _cross_entropy(
-    model: PreTrainedModel, batch: dict[str, torch.Tensor], _: np.ndarray
-) -> torch.Tensor:
-    loss: torch.Tensor = model(**batch).loss
-    return loss
-
-
 def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
-    model, tokenizer = load_hf_input(artifact, ctx)
+    model, processor = load_input(artifact, ctx)
     if cfg.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -55,11 +43,16 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
         peft_model: Any = get_peft_model(model, lora)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         ctx.log(f"LoRA: {trainable:,} trainable parameters")
-        ctx.metrics.update(train(peft_model, tokenizer, cfg, ctx, _cross_entropy, "fine_tune"))
+        ctx.metrics.update(train(peft_model, processor, cfg, ctx, cross_entropy, "fine_tune"))
         model = peft_model.merge_and_unload()
     else:
-        ctx.metrics.update(train(model, tokenizer, cfg, ctx, _cross_entropy, "fine_tune"))
-    return save_hf_output(model, tokenizer, ctx)
+        ctx.metrics.update(train(model, processor, cfg, ctx, cross_entropy, "fine_tune"))
+    return save_output(model, processor, ctx)
+
+
+def _check(cfg: FineTuneConfig, task: str) -> None:
+    if cfg.method == "lora" and task != "text-classification":
+        raise ValueError("method: lora is for transformer models; use method: full")
 
 
 PASS = PassInfo(
@@ -69,4 +62,5 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
+    check=_check,
 )

@@ -16,19 +16,11 @@ from pydantic import Field
 from compress.artifacts import Artifact
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-from compress.passes.common import load_hf_input, save_hf_output
-from compress.training import TrainConfig, distillation_loss_fn
+from compress.passes.common import load_input, save_output
+from compress.training import RecoveryConfig, distillation_loss_fn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-
-class RecoveryConfig(TrainConfig):
-    """Distillation from the unpruned model after pruning."""
-
-    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
-    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
 
 
 class PruneConfig(PassConfig):
@@ -106,18 +98,16 @@ def _prune_in_place(
 def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    from compress.data.text import encode
     from compress.pruning import linear_flops_per_token
-    from compress.training import default_device, predict_logits, train
+    from compress.training import default_device, split_logits, train
 
-    model, tokenizer = load_hf_input(artifact, ctx)
+    model, tokenizer = load_input(artifact, ctx)
     model.eval().to(default_device())
     before_params = sum(p.numel() for p in model.parameters())
     before_flops = linear_flops_per_token(model, ctx.max_length)
     teacher_logits = None
     if cfg.recovery is not None:
-        encoded = encode(tokenizer, ctx.data.train.texts, ctx.max_length)
-        logits = predict_logits(model, tokenizer, encoded, progress=ctx.progress, desc="unpruned")
+        logits = split_logits(model, tokenizer, ctx.data.train, ctx, "unpruned")
         teacher_logits = torch.as_tensor(logits)
     result = _prune_in_place(model, cfg, ctx, tokenizer)
     pruned: PreTrainedModel = result.pop("model")
@@ -137,14 +127,15 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     if cfg.recovery is not None and teacher_logits is not None:
         loss = distillation_loss_fn(teacher_logits, cfg.recovery.temperature, cfg.recovery.alpha)
         ctx.metrics["recovery"] = train(pruned, tokenizer, cfg.recovery, ctx, loss, "recover")
-    return save_hf_output(pruned, tokenizer, ctx)
+    return save_output(pruned, tokenizer, ctx)
 
 
 PASS = PassInfo(
     name="prune",
-    summary="Remove heads, FFN neurons and layers (physically); optional distilled recovery.",
+    summary="Remove heads, FFN neurons and layers of transformers; optional distilled recovery.",
     config=PruneConfig,
     apply=apply,
     consumes="hf",
     produces="hf",
+    tasks=("text-classification",),
 )

@@ -21,7 +21,7 @@ from pydantic import Field
 from compress.artifacts import Artifact
 from compress.errors import DataError, PassFailed
 from compress.passes.base import PassConfig, PassContext, PassInfo
-from compress.passes.common import load_hf_input, save_hf_output
+from compress.passes.common import load_input, save_output
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -85,7 +85,7 @@ def _check_kept_outputs(
     if not sample:
         ctx.log("no text consists only of kept tokens; output check skipped")
         return None
-    old_model, _ = load_hf_input(artifact, ctx)
+    old_model, _ = load_input(artifact, ctx)
     old_model.eval()
     kw = {"padding": True, "truncation": True, "max_length": ctx.max_length, "return_tensors": "pt"}
     old_batch, new_batch = tokenizer(sample, **kw), new_tokenizer(sample, **kw)
@@ -102,7 +102,7 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
 
     from compress.vocab import rewrite_tokenizer, wordpiece_vocab
 
-    model, tokenizer = load_hf_input(artifact, ctx)
+    model, tokenizer = load_input(artifact, ctx)
     model.eval()
     vocab_size = len(wordpiece_vocab(artifact.path))
     counts: Counter[int] = Counter()
@@ -131,7 +131,7 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
     val_ids = new_tokenizer(ctx.data.validation.texts, add_special_tokens=False)["input_ids"]
     total = sum(len(ids) for ids in val_ids)
     unk_share = sum(ids.count(unk) for ids in val_ids) / max(1, total)
-    out = save_hf_output(model, new_tokenizer, ctx)
+    out = save_output(model, new_tokenizer, ctx)
     params_after = sum(p.numel() for p in model.parameters())
     ctx.metrics.update(
         vocab_before=vocab_size,
@@ -157,4 +157,5 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
+    tasks=("text-classification",),
 )

@@ -9,7 +9,7 @@ target:
   Dynamic INT8 is built from the export's `cpu` graph (ONNX Runtime fusions)
   when there is one; static INT8 from the portable graph.
 - `tensorrt`: `model_int8_qdq.onnx`, symmetric S8S8 Q/DQ with per-channel
-  weights and zero points 0, on MatMul/Gemm only and with float biases: the
+  weights and zero points 0, on MatMul/Gemm/Conv only and with float biases: the
   explicit-quantization form NVIDIA's ONNX parser accepts. Built from the
   portable graph and calibrated on training data.
 """
@@ -21,18 +21,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
-from compress.data.text import encode
 from compress.errors import PassFailed
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 Target = Literal["cpu", "tensorrt"]
 
@@ -65,21 +61,14 @@ class QuantizeConfig(PassConfig):
 
 
 class _Reader:
-    """Calibration batches of real training text, padded to the recipe's length."""
+    """Calibration batches of 8 real training examples at the recipe's fixed shape."""
 
-    def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        texts: list[str],
-        names: list[str],
-        max_length: int,
-    ) -> None:
-        enc = tokenizer(
-            texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
-        )
-        self.batches = [
-            {n: enc[n][i : i + 8].astype(np.int64) for n in names} for i in range(0, len(texts), 8)
-        ]
+    def __init__(self, ctx: PassContext, processor: Any, inputs: list[Any], names: list[str]):
+        self.batches = []
+        for i in range(0, len(inputs), 8):
+            chunk = inputs[i : i + 8]
+            feeds = ctx.task.fixed_batch(processor, chunk, len(chunk), ctx.max_length)
+            self.batches.append({n: feeds[n] for n in names})
         self.position = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -117,21 +106,21 @@ def _static(
     target: Path,
     cfg: QuantizeConfig,
     ctx: PassContext,
-    tokenizer: PreTrainedTokenizerBase,
+    processor: Any,
     tensorrt: bool,
 ) -> None:
     import onnx
 
     names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
     rng = np.random.default_rng(ctx.seed)
-    train = ctx.data.train.texts
+    train = ctx.data.train.inputs
     pick = rng.choice(len(train), size=min(cfg.calibration_samples, len(train)), replace=False)
-    reader = _Reader(tokenizer, [train[i] for i in pick], names, ctx.max_length)
+    reader = _Reader(ctx, processor, [train[int(i)] for i in pick], names)
     extra: dict[str, object] = {"CalibPercentile": cfg.percentile}
     kwargs: dict[str, object] = {}
     if tensorrt:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True, QuantizeBias=False)
-        kwargs["op_types_to_quantize"] = ["MatMul", "Gemm"]
+        kwargs["op_types_to_quantize"] = ["MatMul", "Gemm", "Conv"]
     try:
         _run_quantize_static(source, target, reader, cfg, tensorrt, extra, kwargs)
     except ValueError as exc:  # histogram calibration on degenerate activations
@@ -187,11 +176,10 @@ def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact
 def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoTokenizer
 
     from compress.qdq_check import check_qdq
 
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
+    processor = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)  # config + tokenizer beside the INT8 files
     variants: list[Variant] = []
     for target in cfg.targets:
@@ -214,14 +202,14 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
                 )
             else:
-                _static(source, out, cfg, ctx, tokenizer, tensorrt=False)
+                _static(source, out, cfg, ctx, processor, tensorrt=False)
             variants.append(Variant(f"int8-{cfg.cpu_mode}", "onnxruntime", "int8", "cpu", out.name))
         else:
             out = ctx.work_dir / "model_int8_qdq.onnx"
             ctx.log(
                 f"INT8 symmetric Q/DQ for TensorRT from {source.name} ({cfg.method} calibration)"
             )
-            _static(source, out, cfg, ctx, tokenizer, tensorrt=True)
+            _static(source, out, cfg, ctx, processor, tensorrt=True)
             form = check_qdq(out)
             if not form.ok:
                 raise PassFailed(
@@ -234,27 +222,25 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             }
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
     ctx.metrics["validation_accuracy"] = _validation_accuracy(
-        ctx, tokenizer, [ctx.work_dir / v.file for v in variants if v.file]
+        ctx, processor, [ctx.work_dir / v.file for v in variants if v.file]
     )
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
 
 
-def _validation_accuracy(
-    ctx: PassContext, tokenizer: PreTrainedTokenizerBase, files: list[Path]
-) -> dict[str, float]:
+def _validation_accuracy(ctx: PassContext, processor: Any, files: list[Path]) -> dict[str, float]:
     """Validation accuracy of each INT8 file, so a drop is seen where it happens."""
-    from compress.data.text import collate, sorted_batches
+    from compress.data.text import sorted_batches
     from compress.onnx_tools import feeds_for, session
 
     split = ctx.data.validation
-    encoded = encode(tokenizer, split.texts, ctx.max_length)
-    lengths = [len(e["input_ids"]) for e in encoded]
+    encoded = ctx.task.encode(processor, split.inputs, ctx.max_length)
+    lengths = ctx.task.lengths(encoded)
     out = {}
     for file in files:
         sess = session(file)
         preds = np.zeros(len(encoded), dtype=np.int64)
         for idx in sorted_batches(lengths, 64):
-            batch = collate(tokenizer, encoded, idx)
+            batch = ctx.task.collate(processor, encoded, idx)
             preds[idx] = sess.run(None, feeds_for(sess, batch))[0].argmax(-1)
         out[file.name] = float((preds == split.labels).mean())
         ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")

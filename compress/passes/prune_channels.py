@@ -1,0 +1,105 @@
+"""`prune_channels`: remove convolution channels of a CNN, so the model really shrinks.
+
+torch-pruning's dependency graph prunes coupled layers together (residual
+sums, depthwise convolutions, batch norms), widths are rounded to a multiple
+of `round_to`, and the classifier keeps its outputs. The result is an
+ordinary image model folder that reloads at its new widths and exports to
+ONNX. Optional recovery distils it from the unpruned model inside the pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from compress.artifacts import Artifact
+from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
+from compress.passes.common import load_input, save_output
+from compress.training import RecoveryConfig
+
+
+class PruneChannelsConfig(PassConfig):
+    """Options of `prune_channels`."""
+
+    ratio: float = Field(0.3, gt=0, lt=1, description="share of channels to remove")
+    importance: Literal["magnitude", "taylor", "bn_scale"] = Field(
+        "taylor",
+        description="L2 weight magnitude, gradient x weight on training data, or BN scale",
+    )
+    importance_batches: int = Field(8, ge=1, description="training batches for taylor scores")
+    global_pruning: bool = Field(
+        False, description="rank channels across layers (else the same ratio in every layer)"
+    )
+    round_to: int = Field(8, ge=1, description="channel counts rounded to a multiple of this")
+    ignore: RegexList = Field([], description="regexes of module names left unpruned")
+    recovery: RecoveryConfig | None = Field(
+        None, description="distil from the unpruned model after pruning (e.g. {epochs: 1})"
+    )
+
+
+def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Artifact:
+    import numpy as np
+    import torch
+
+    from compress.data.text import bucketed_batches
+    from compress.training import default_device, distillation_loss_fn, split_logits, train
+    from compress.vision.pruning import count_macs, prune_channels
+
+    model, processor = load_input(artifact, ctx)
+    model.eval().to(default_device())
+    teacher_logits = None
+    if cfg.recovery is not None:
+        teacher_logits = torch.as_tensor(
+            split_logits(model, processor, ctx.data.train, ctx, "unpruned")
+        )
+    calibration = None
+    if cfg.importance == "taylor":
+        encoded = ctx.task.encode(processor, ctx.data.train.inputs, ctx.max_length)
+        order = bucketed_batches(ctx.task.lengths(encoded), 32, np.random.default_rng(ctx.seed))
+        labels = torch.as_tensor(ctx.data.train.labels)
+        calibration = [
+            {**ctx.task.collate(processor, encoded, idx), "labels": labels[idx]}
+            for idx in order[: cfg.importance_batches]
+        ]
+    before_params = sum(p.numel() for p in model.parameters())
+    before_macs = count_macs(model, processor)
+    changed = prune_channels(
+        model,
+        processor,
+        cfg.ratio,
+        cfg.importance,
+        cfg.round_to,
+        cfg.ignore,
+        cfg.global_pruning,
+        calibration,
+    )
+    after_params = sum(p.numel() for p in model.parameters())
+    after_macs = count_macs(model, processor)
+    ctx.metrics.update(
+        changed,
+        parameters=[before_params, after_params],
+        macs_per_example=[before_macs, after_macs],
+        flops_ratio=before_macs / after_macs,
+    )
+    ctx.log(
+        f"parameters {before_params / 1e6:.2f}M -> {after_params / 1e6:.2f}M; MACs/image "
+        f"{before_macs / 1e6:.1f}M -> {after_macs / 1e6:.1f}M "
+        f"({before_macs / after_macs:.2f}x fewer); {len(changed['pruned_layers'])} convs narrowed"
+    )
+    if cfg.recovery is not None and teacher_logits is not None:
+        loss = distillation_loss_fn(teacher_logits, cfg.recovery.temperature, cfg.recovery.alpha)
+        ctx.metrics["recovery"] = train(model, processor, cfg.recovery, ctx, loss, "recover")
+    return save_output(model, processor, ctx)
+
+
+PASS = PassInfo(
+    name="prune_channels",
+    summary="Remove conv channels of CNNs (torch-pruning, dependency-aware); optional recovery.",
+    config=PruneChannelsConfig,
+    apply=apply,
+    consumes="hf",
+    produces="hf",
+    requires=(("torch_pruning", "pip install torch-pruning==1.6.1"),),
+    tasks=("image-classification",),
+)

@@ -1,0 +1,29 @@
+"""Tasks: how a kind of model reads its data, loads, saves and is fed.
+
+A task turns a split's raw inputs (texts, images) into model inputs, loads and
+saves its models, and builds fixed-shape batches for latency. Passes and the
+benchmark go through it, so the same passes serve text and image classifiers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from compress.errors import UserError
+from compress.tasks.base import Task
+
+TASK_MODULES = {
+    "text-classification": "compress.tasks.text",
+    "image-classification": "compress.tasks.image",
+}
+
+
+def get_task(name: str) -> Task:
+    """The task called `name` (its module is imported on first use)."""
+    if name not in TASK_MODULES:
+        raise UserError(f"unknown task '{name}' (known: {', '.join(TASK_MODULES)})")
+    task: Task = importlib.import_module(TASK_MODULES[name]).TASK
+    return task
+
+
+__all__ = ["TASK_MODULES", "Task", "get_task"]

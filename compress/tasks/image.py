@@ -1,0 +1,88 @@
+"""Image classification: CNN model folders (see `compress.vision`) and their preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compress.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+OFFLINE = ("mnist-cnn", "efficientnet-lite0")
+
+
+class ImageClassification:
+    name = "image-classification"
+    input_kind = "images"
+
+    def resolve(self, source: str, base_dir: Path | None = None) -> str:
+        if source in OFFLINE:
+            return source
+        path = Path(source).expanduser()
+        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+            path = base_dir / path
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"{source}: image model folder not found (offline models: {', '.join(OFFLINE)})"
+            )
+        return str(path.resolve())
+
+    def load(
+        self, location: str, label_names: list[str] | None, revision: str | None = None
+    ) -> tuple[Any, Any]:
+        from compress.vision import folder
+
+        if location in OFFLINE:
+            return folder.offline_model(location, label_names)
+        return folder.load(Path(location), label_names)
+
+    def save(self, model: Any, processor: Any, folder: Path) -> None:
+        from compress.vision.folder import save
+
+        save(model, processor, folder)
+
+    def load_processor(self, folder: Path) -> Any:
+        from compress.vision.images import ImageProcessor
+
+        return ImageProcessor.load(folder)
+
+    def label_names(self, model: Any) -> list[str]:
+        return list(model.label_names)
+
+    def model_meta(self, model: Any, processor: Any, max_length: int) -> dict[str, Any]:
+        from compress.vision.pruning import count_macs
+
+        meta: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
+        meta["macs_per_example"] = count_macs(model, processor)
+        return meta
+
+    def encode(self, processor: Any, inputs: Sequence[Any], max_length: int) -> Any:
+        return inputs  # decoded and preprocessed batch by batch in `collate`
+
+    def lengths(self, encoded: Any) -> list[int]:
+        return [0] * len(encoded)
+
+    def collate(self, processor: Any, encoded: Any, indices: Any) -> dict[str, torch.Tensor]:
+        import torch
+
+        images = [encoded[int(i)] for i in indices]
+        return {"pixel_values": torch.from_numpy(processor(images))}
+
+    def fixed_batch(
+        self, processor: Any, inputs: Sequence[Any], batch_size: int, sequence_length: int
+    ) -> dict[str, np.ndarray]:
+        if len(inputs) == 0:
+            raise ValueError("no images to build a latency batch from")
+        images = [inputs[i % len(inputs)] for i in range(batch_size)]
+        return {"pixel_values": processor(images)}
+
+    def shape(self, processor: Any, sequence_length: int) -> str:
+        return f"{processor.channels}x{processor.size}x{processor.size} pixels"
+
+
+TASK = ImageClassification()

@@ -1,0 +1,1 @@
+"""Image classification: CNN architectures, model folders, preprocessing and image data."""

@@ -1,0 +1,144 @@
+"""Images as a lazy sequence, and the preprocessing a model folder records.
+
+`ImageList` holds decoded images (uint8 arrays, HxW or HxWxC) and/or image
+files that are decoded when used, so a folder of photos is never all in memory.
+`ImageProcessor` turns those images into the float tensors a model takes; it is
+saved beside the weights as `preprocessor_config.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from compress.errors import DataError, ModelLoadError
+
+PROCESSOR_FILE = "preprocessor_config.json"
+
+
+class ImageList(Sequence[np.ndarray]):
+    """Images (arrays or file paths), decoded to uint8 arrays on access."""
+
+    def __init__(self, items: Sequence[np.ndarray | Path]) -> None:
+        self._items = list(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> ImageList: ...
+    def __getitem__(self, index: int | slice) -> np.ndarray | ImageList:
+        if isinstance(index, slice):
+            return ImageList(self._items[index])
+        return decode(self._items[index])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def take(self, index: Sequence[int]) -> ImageList:
+        return ImageList([self._items[i] for i in index])
+
+    def fingerprint(self) -> str:
+        """A hash of the pixels (arrays) or of the file names and bytes (files)."""
+        digest = hashlib.sha256()
+        for item in self._items:
+            if isinstance(item, Path):
+                digest.update(str(item).encode())
+                digest.update(hashlib.sha256(item.read_bytes()).digest())
+            else:
+                digest.update(str(item.shape).encode())
+                digest.update(np.ascontiguousarray(item).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def decode(item: np.ndarray | Path) -> np.ndarray:
+    """An image as a uint8 array (HxW or HxWxC); a file is read with Pillow."""
+    if isinstance(item, np.ndarray):
+        return item
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(item) as opened:
+            image = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{item}: not a readable image ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ImageProcessor:
+    """Resize to `size` x `size`, convert to `channels`, scale to [0, 1], normalize.
+
+    `mean`/`std` are per channel in [0, 1] units: the model sees
+    `(pixel / 255 - mean) / std` as `pixel_values` of shape [batch, C, size, size].
+    """
+
+    size: int
+    channels: int = 3
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3) or len(self.mean) != self.channels:
+            raise ModelLoadError(f"bad preprocessing: {self}")
+        if len(self.std) != self.channels or min(self.std) <= 0:
+            raise ModelLoadError(f"bad preprocessing: {self}")
+
+    def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """A float32 batch [N, C, size, size] from uint8 images."""
+        out = np.empty((len(images), self.channels, self.size, self.size), dtype=np.float32)
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        for i, image in enumerate(images):
+            pixels = self._resized(np.asarray(image)).astype(np.float32) / 255.0
+            out[i] = (pixels - mean) / std
+        return out
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        """CxHxW uint8 at the model's size and channel count."""
+        from PIL import Image
+
+        if image.dtype != np.uint8:
+            raise DataError(f"images must be uint8 pixels (got {image.dtype})")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.shape[:2] == (self.size, self.size):  # already the model's size: no resampling
+            if self.channels == 1 and image.ndim == 2:
+                return image[None]
+            if self.channels == 3 and image.ndim == 3 and image.shape[2] == 3:
+                return image.transpose(2, 0, 1)
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise DataError(f"an image must be HxW or HxWx3 (got shape {image.shape})")
+        pil = Image.fromarray(image[:, :, :3] if image.ndim == 3 else image)
+        pil = pil.convert("L" if self.channels == 1 else "RGB")
+        if pil.size != (self.size, self.size):
+            pil = pil.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        array = np.asarray(pil, dtype=np.uint8)
+        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+    def save(self, folder: Path) -> None:
+        (folder / PROCESSOR_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> ImageProcessor:
+        path = folder / PROCESSOR_FILE
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                size=int(data["size"]),
+                channels=int(data.get("channels", 3)),
+                mean=tuple(float(v) for v in data["mean"]),
+                std=tuple(float(v) for v in data["std"]),
+            )
+        except FileNotFoundError:
+            raise ModelLoadError(f"{folder}: no {PROCESSOR_FILE} (image preprocessing)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: not a valid image preprocessing file ({exc})") from None
