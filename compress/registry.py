@@ -15,6 +15,7 @@ PASS_MODULES: dict[str, str] = {
     "prune_vocab": "compress.passes.prune_vocab",
     "export_onnx": "compress.passes.export_onnx",
     "quantize": "compress.passes.quantize",
+    "tensorrt": "compress.passes.tensorrt",
 }
 
 
