@@ -98,6 +98,12 @@ class RegressionFound(CompressError):
     exit_code = 3
 
 
+class LintFailed(CompressError):
+    """A model check ran and found errors (exit 3, like a regression)."""
+
+    exit_code = 3
+
+
 class PassFailed(CompressError):
     """A pass ran but could not produce its artifact."""
 

@@ -223,16 +223,12 @@ def _build(
     timing_cache: Path | None,
 ) -> tuple[bytes, dict[str, Any]]:
     builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    flags = _network_flags(trt)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(source)) or parser.num_errors:
-        problems = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+    problems = _parse(trt, network, logger, source)
+    if problems:
         raise EngineBuildError(
-            f"the {BACKEND_NAMES[backend]} ONNX parser rejected {source.name}",
-            problems or ["parse failed without an error message: " + logger.errors()],
+            f"the {BACKEND_NAMES[backend]} ONNX parser rejected {source.name}", problems
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
@@ -266,6 +262,40 @@ def _build(
         "inputs": inputs,
         "outputs": [network.get_output(i).name for i in range(network.num_outputs)],
     }
+
+
+def parser_errors(onnx_path: Path, backend: Backend) -> list[str]:
+    """What the backend's ONNX parser refuses in `onnx_path` (empty: every node parsed).
+
+    Parsing needs no GPU, so this works wherever the backend is installed.
+    """
+    trt = import_backend(backend)
+    logger = _collecting_logger(trt)
+    builder = trt.Builder(logger)
+    return _parse(trt, builder.create_network(_network_flags(trt)), logger, onnx_path)
+
+
+def supported_operator(backend: Backend) -> Any:
+    """A function `op_type -> bool` answered by the backend's own ONNX parser."""
+    trt = import_backend(backend)
+    logger = _collecting_logger(trt)
+    network = trt.Builder(logger).create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    return lambda op_type: bool(parser.supports_operator(op_type))
+
+
+def _network_flags(trt: Any) -> int:
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
+def _parse(trt: Any, network: Any, logger: Any, source: Path) -> list[str]:
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(source)) and not parser.num_errors:
+        return []
+    problems = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+    return problems or ["parse failed without an error message: " + logger.errors()]
 
 
 def _parser_error(error: Any) -> str:
