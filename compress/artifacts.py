@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-ArtifactKind = Literal["hf", "onnx"]
+ArtifactKind = Literal["hf", "onnx", "engine"]
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -32,11 +32,12 @@ class Variant:
     `file` is relative to the artifact folder (None for a Hugging Face folder,
     which is loaded as a whole). `target` says what the file is for: `cpu`
     (fastest on ONNX Runtime CPU), `tensorrt` (symmetric Q/DQ that TensorRT
-    accepts), or `portable` (plain ONNX any runtime reads).
+    accepts, or a TensorRT engine), or `portable` (plain ONNX any runtime reads).
+    A `tensorrt` runtime variant is a serialized engine: it needs an NVIDIA GPU.
     """
 
     name: str
-    runtime: Literal["torch", "onnxruntime"]
+    runtime: Literal["torch", "onnxruntime", "tensorrt"]
     precision: str
     target: str
     file: str | None = None

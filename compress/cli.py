@@ -1,4 +1,4 @@
-"""The `compress` command: run, validate, passes, report."""
+"""The `compress` command: run, validate, passes, report, bench, lint-trt."""
 
 from __future__ import annotations
 
@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
     compare.add_argument("--json", type=Path, help="write the checks as JSON")
 
+    lint = sub.add_parser(
+        "lint-trt", help="check an ONNX model for TensorRT (no GPU needed); exit 3 on errors"
+    )
+    lint.add_argument("model", type=Path, help="ONNX file")
+    lint.add_argument("--no-polygraphy", action="store_true", help="skip `polygraphy check lint`")
+    lint.add_argument("--quiet", action="store_true", help="print errors and warnings only")
+
     report = sub.add_parser("report", help="(re)build the report of a run folder")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -145,17 +152,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lint_trt(args: argparse.Namespace) -> int:
+    from compress.errors import LintFailed
+    from compress.lint_trt import lint_onnx, render
+
+    findings = lint_onnx(args.model, polygraphy=not args.no_polygraphy)
+    shown = [f for f in findings if f.severity != "info"] if args.quiet else findings
+    print(render(args.model, shown))
+    errors = sum(f.severity == "error" for f in findings)
+    if errors:
+        raise LintFailed(f"{args.model}: {errors} finding(s) TensorRT would reject")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "passes": _cmd_passes,
     "report": _cmd_report,
     "bench": _cmd_bench,
+    "lint-trt": _cmd_lint_trt,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 user error, 1 other failure)."""
+    """Entry point; returns the exit code (0 ok, 2 user error, 3 a check failed, 1 other)."""
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

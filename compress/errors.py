@@ -65,10 +65,22 @@ class ModelLoadError(UserError):
 
 
 class MissingDependencyError(UserError):
-    """An optional backend a recipe needs is not installed."""
+    """An optional backend a recipe needs is not installed.
 
-    def __init__(self, package: str, needed_for: str, install: str) -> None:
-        super().__init__(f"{needed_for} needs '{package}', which is not installed: {install}")
+    `package` may name alternatives, any one of which would do:
+
+    >>> str(MissingDependencyError(("tensorrt", "tensorrt_rtx"), "pass 'tensorrt'", "pip ..."))
+    "pass 'tensorrt' needs 'tensorrt' or 'tensorrt_rtx', and neither is installed: pip ..."
+    """
+
+    def __init__(self, package: str | tuple[str, ...], needed_for: str, install: str) -> None:
+        names = (package,) if isinstance(package, str) else package
+        if len(names) == 1:
+            what = f"'{names[0]}', which is not installed"
+        else:
+            listed = " or ".join(f"'{name}'" for name in names)
+            what = f"{listed}, and {'neither' if len(names) == 2 else 'none'} is installed"
+        super().__init__(f"{needed_for} needs {what}: {install}")
 
 
 class ExportParityError(CompressError):
@@ -86,8 +98,27 @@ class RegressionFound(CompressError):
     exit_code = 3
 
 
+class LintFailed(CompressError):
+    """A model check ran and found errors (exit 3, like a regression)."""
+
+    exit_code = 3
+
+
 class PassFailed(CompressError):
     """A pass ran but could not produce its artifact."""
+
+
+class EngineBuildError(PassFailed):
+    """TensorRT rejected a model: its ONNX parser refused nodes, or the builder failed.
+
+    Each problem names the node (or the builder message) it is about.
+    """
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        super().__init__(f"{what}: {shown}{more}")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:

@@ -2,7 +2,7 @@
 
 TensorRT wants explicit, symmetric INT8 quantization: every QuantizeLinear /
 DequantizeLinear pair with an int8 zero point equal to 0, weights quantized per
-output channel, and no int32 (bias) dequantization.
+output channel, and no int32 (bias) dequantization (NVIDIA's parser refuses it).
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ def check_qdq(path: Path) -> QdqReport:
             report.quantize_nodes += 1
         else:
             report.dequantize_nodes += 1
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            data_type = inits[node.input[0]].data_type
+            if data_type == onnx.TensorProto.INT32:
+                report.problems.append(
+                    f"{node.name}: dequantizes int32 (a quantized bias); TensorRT takes only "
+                    "int8/uint8/fp8/int4 here: keep biases in float (QuantizeBias: False)"
+                )
+                continue
         if len(node.input) < 3 or node.input[2] not in inits:
             report.problems.append(f"{node.name}: no constant zero point")
             continue

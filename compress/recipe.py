@@ -194,7 +194,7 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
                 info.check(config, doc.task)
             except ValueError as exc:
                 raise fail(str(exc), (*where, name)) from None
-        for missing in missing_backends(info):
+        for missing in missing_backends(info, config):
             raise fail(str(missing), where)
         steps.append(PassStep(index, name, config, info))
 
@@ -210,20 +210,30 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
 
 
 def _check_order(steps: list[PassStep], fail: Any) -> None:
-    """Each pass must receive the artifact kind it consumes."""
+    """Each pass must receive the artifact kind it consumes, and what its input check wants."""
     kind = "hf"
-    names = {"hf": "a Hugging Face model", "onnx": "an ONNX model"}
+    names = {"hf": "a Hugging Face model", "onnx": "an ONNX model", "engine": "a TensorRT engine"}
     producers = {"onnx": "export_onnx"}
+    previous: PassStep | None = None
     for step in steps:
         if step.info.consumes != kind:
             producer = producers.get(step.info.consumes)
             hint = f"add '{producer}' before it" if producer else "move it before 'export_onnx'"
+            if kind == "engine":
+                hint = "move it before 'tensorrt'"
             raise fail(
                 f"'{step.name}' needs {names[step.info.consumes]} but gets {names[kind]}",
                 ("passes", step.index),
                 hint,
             )
+        if step.info.check_input is not None:
+            problem = step.info.check_input(
+                step.config, previous.name if previous else None, previous and previous.config
+            )
+            if problem is not None:
+                raise fail(problem, ("passes", step.index, step.name))
         kind = step.info.produces
+        previous = step
 
 
 def _first_error(exc: ValidationError, prefix: KeyPath, fail: Any) -> RecipeError:

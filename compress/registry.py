@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 
 from compress.errors import MissingDependencyError, UserError, did_you_mean
-from compress.passes.base import PassInfo
+from compress.passes.base import PassConfig, PassInfo
 
 PASS_MODULES: dict[str, str] = {
     "fine_tune": "compress.passes.fine_tune",
@@ -16,6 +16,7 @@ PASS_MODULES: dict[str, str] = {
     "prune_vocab": "compress.passes.prune_vocab",
     "export_onnx": "compress.passes.export_onnx",
     "quantize": "compress.passes.quantize",
+    "tensorrt": "compress.passes.tensorrt",
 }
 
 
@@ -34,10 +35,19 @@ def get_pass(name: str) -> PassInfo:
     return info
 
 
-def missing_backends(info: PassInfo) -> list[MissingDependencyError]:
-    """Errors for each optional backend of `info` that is not importable."""
-    return [
-        MissingDependencyError(package, f"pass '{info.name}'", install)
-        for package, install in info.requires
-        if importlib.util.find_spec(package) is None
-    ]
+def missing_backends(
+    info: PassInfo, config: PassConfig | None = None
+) -> list[MissingDependencyError]:
+    """Errors for each optional backend of `info` (with `config`) that is not importable.
+
+    A requirement naming alternatives is met when any one of them is importable.
+    """
+    needed = info.requires
+    if info.requires_for is not None and config is not None:
+        needed = needed + info.requires_for(config)
+    missing = []
+    for package, install in needed:
+        names = (package,) if isinstance(package, str) else package
+        if all(importlib.util.find_spec(name) is None for name in names):
+            missing.append(MissingDependencyError(package, f"pass '{info.name}'", install))
+    return missing

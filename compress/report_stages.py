@@ -22,16 +22,41 @@ if TYPE_CHECKING:
     from compress.tasks import Task
 
 
+# Runtimes the report measures on this machine's CPU; a TensorRT engine needs an NVIDIA GPU.
+MEASURED_RUNTIMES = ("torch", "onnxruntime")
+NOT_RUN_REASON = "TensorRT engine: built, not run (needs an NVIDIA GPU; the report runs on the CPU)"
+
+
 def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepResult, str]]:
-    """(step, variant name) pairs to measure, the original first."""
+    """(step, variant name) pairs to measure, the original first.
+
+    Variants this machine cannot run (engines) are left out; see `not_run`.
+    With `stages: final`, the final step is the last one with a runnable variant.
+    """
     original = 1 if len(results) > 1 and results[1].name == "fine_tune" else 0
     picked = [(results[original], results[original].artifact.variants[0].name)]
-    later = results[original + 1 :]
+    later = [step for step in results[original + 1 :] if _runnable(step)]
     if recipe.doc.benchmark.stages == "final" and later:
         later = later[-1:]
     for step in later:
-        picked.extend((step, v.name) for v in step.artifact.variants)
+        picked.extend(
+            (step, v.name) for v in step.artifact.variants if v.runtime in MEASURED_RUNTIMES
+        )
     return picked
+
+
+def not_run(results: list[StepResult]) -> list[dict[str, Any]]:
+    """The variants the report does not measure, each with the reason."""
+    return [
+        {"step": step.folder.name, "variant": v.name, "file": v.file, "reason": NOT_RUN_REASON}
+        for step in results
+        for v in step.artifact.variants
+        if v.runtime not in MEASURED_RUNTIMES
+    ]
+
+
+def _runnable(step: StepResult) -> bool:
+    return any(v.runtime in MEASURED_RUNTIMES for v in step.artifact.variants)
 
 
 def make_report(
@@ -57,6 +82,9 @@ def make_report(
     )
     stages: list[dict[str, Any]] = []
     selected = select_stages(recipe, results)
+    skipped = not_run(results)
+    for entry in skipped:
+        print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
     print(f"benchmarking {len(selected)} stages on {len(data.test)} test rows")
     for step, name in selected:
         variant = step.artifact.variant(name)
@@ -101,7 +129,7 @@ def make_report(
     method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
-    report = build_report(stages, method)
+    report = build_report(stages, method, not_run=skipped)
     written = write_report(report, out, plot=settings.plot)
     print(render_terminal(report))
     print("report: " + ", ".join(str(p) for p in written))

@@ -15,7 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from compress.artifacts import Artifact, Variant
 from compress.data import Dataset, Split
+from compress.passes.base import PassContext
 
 POSITIVE = ["good", "great", "fine", "fun", "loved", "superb"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "hated", "weak"]
@@ -84,3 +86,78 @@ def tiny_dataset() -> Dataset:
         source="tiny",
         key="tiny",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(
+    tiny_model_dir: Path, tiny_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Artifact:
+    """The tiny classifier exported by `export_onnx` (portable FP32 + ONNX Runtime graph)."""
+    from compress.passes.export_onnx import ExportOnnxConfig
+    from compress.passes.export_onnx import apply as export
+
+    ctx = PassContext(
+        tmp_path_factory.mktemp("tiny-onnx"), tiny_dataset, 32, 0, "tiny-onnx", progress=False
+    )
+    hf = Artifact("hf", tiny_model_dir, "tiny", [Variant("fp32", "torch", "fp32", "portable")])
+    return export(hf, ExportOnnxConfig(), ctx)
+
+
+@pytest.fixture(scope="session")
+def tiny_qdq(
+    tiny_onnx: Artifact, tiny_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Artifact:
+    """`quantize` of `tiny_onnx` for the tensorrt target: the symmetric INT8 Q/DQ file."""
+    from compress.passes.quantize import QuantizeConfig
+    from compress.passes.quantize import apply as quantize
+
+    ctx = PassContext(
+        tmp_path_factory.mktemp("tiny-qdq"), tiny_dataset, 32, 0, "tiny-qdq", progress=False
+    )
+    return quantize(tiny_onnx, QuantizeConfig(targets=["tensorrt"], calibration_samples=32), ctx)
+
+
+def write_bad_qdq_onnx(path: Path) -> Path:
+    """A MatMul + bias model quantized the way TensorRT refuses.
+
+    The activation is quantized asymmetrically (uint8, zero point 128) and the
+    bias is an int32 tensor behind a DequantizeLinear, as ONNX Runtime's
+    default static quantization writes it.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.float32(0.02), "x_scale"),
+        numpy_helper.from_array(np.uint8(128), "x_zero"),
+        numpy_helper.from_array(rng.integers(-127, 128, (4, 3)).astype(np.int8), "w_q"),
+        numpy_helper.from_array(np.full(3, 0.01, np.float32), "w_scale"),
+        numpy_helper.from_array(np.zeros(3, np.int8), "w_zero"),
+        numpy_helper.from_array(np.arange(3, dtype=np.int32), "bias_q"),
+        numpy_helper.from_array(np.full(3, 0.0002, np.float32), "bias_scale"),
+        numpy_helper.from_array(np.zeros(3, np.int32), "bias_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["x_q"], "x_quant"),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"], "x_dequant"),
+        helper.make_node(
+            "DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], "w_dequant", axis=1
+        ),
+        helper.make_node(
+            "DequantizeLinear", ["bias_q", "bias_scale", "bias_zero"], ["b"], "bias_dequant", axis=0
+        ),
+        helper.make_node("MatMul", ["x_dq", "w"], ["mm"], "matmul"),
+        helper.make_node("Add", ["mm", "b"], ["y"], "add_bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bad_qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -97,11 +97,16 @@ def compare(stage: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def build_report(stages: list[dict[str, Any]], method: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    stages: list[dict[str, Any]],
+    method: dict[str, Any],
+    not_run: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The report of `stages` (the first is the original), each with "vs_original".
 
     Predictions, when stages carry them, become an "agreement" figure and are
-    not stored in the report.
+    not stored in the report. `not_run` lists artifacts built but not measured
+    here (TensorRT engines on a machine without a GPU), each with its reason.
     """
     if not stages:
         raise UserError("no stages to report on")
@@ -111,7 +116,14 @@ def build_report(stages: list[dict[str, Any]], method: dict[str, Any]) -> dict[s
         entry = {k: v for k, v in stage.items() if k != "predictions"}
         entry["vs_original"] = compare(stage, original)
         out.append(entry)
-    return {"report_version": REPORT_VERSION, "method": dict(method), "stages": out}
+    report: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "method": dict(method),
+        "stages": out,
+    }
+    if not_run:
+        report["not_run"] = [dict(entry) for entry in not_run]
+    return report
 
 
 def _batch_keys(report: dict[str, Any]) -> list[str]:
@@ -213,6 +225,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     for i, stage in enumerate(report["stages"]):
         row = _row(report, stage, i == 0)
         lines.append("| " + " | ".join(row[c] for c in columns) + " |")
+    if report.get("not_run"):
+        lines += ["", "Built, not measured here:", ""]
+        lines += [
+            f"- {e.get('step')}:{e.get('variant')} (`{e.get('file')}`): {e.get('reason')}"
+            for e in report["not_run"]
+        ]
     lines += ["", "## Method", "", _method_text(report), ""]
     return "\n".join(lines)
 

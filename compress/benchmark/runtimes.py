@@ -117,6 +117,11 @@ def open_runtime(
         return TorchRuntime(path, threads, task)
     if variant.runtime == "onnxruntime":
         return OrtRuntime(path, threads)
+    if variant.runtime == "tensorrt":
+        raise UserError(
+            f"variant '{variant.name}' is a TensorRT engine: it runs on an NVIDIA GPU "
+            "(deserialized by the TensorRT runtime), not in this CPU benchmark"
+        )
     raise UserError(f"variant '{variant.name}' has an unknown runtime '{variant.runtime}'")
 
 

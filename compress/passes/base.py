@@ -58,15 +58,22 @@ class PassContext:
         print(f"  {message}", flush=True)
 
 
+Requirement = tuple[str | tuple[str, ...], str]
+"""(import name, or a tuple of alternatives any one of which will do; install hint)."""
+
+
 @dataclass(frozen=True)
 class PassInfo:
     """A pass as the registry knows it.
 
     `consumes`/`produces` are artifact kinds; the recipe validator uses them to
-    reject impossible orders before any model loads. `requires` lists
-    (import name, install hint) of optional backends the pass needs. `tasks`
-    are the tasks it serves; `check(config, task)` rejects, before any model
-    loads, options that the recipe's task cannot use (raise ValueError).
+    reject impossible orders before any model loads. `requires` lists the
+    optional backends the pass always needs; `requires_for(config)` those that
+    depend on its options (e.g. which TensorRT flavour a recipe asks for).
+    `check_input(config, previous_pass, previous_config)` returns a problem
+    with what the previous step hands over (None: fine), checked at validation.
+    `tasks` are the tasks it serves; `check(config, task)` rejects, before any
+    model loads, options that the recipe's task cannot use (raise ValueError).
     """
 
     name: str
@@ -75,6 +82,8 @@ class PassInfo:
     apply: Callable[[Artifact, Any, PassContext], Artifact]
     consumes: ArtifactKind
     produces: ArtifactKind
-    requires: tuple[tuple[str, str], ...] = ()
+    requires: tuple[Requirement, ...] = ()
+    requires_for: Callable[[Any], tuple[Requirement, ...]] | None = None
+    check_input: Callable[[Any, str | None, Any], str | None] | None = None
     tasks: tuple[str, ...] = ALL_TASKS
     check: Callable[[Any, str], None] | None = None

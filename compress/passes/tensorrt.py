@@ -1,0 +1,205 @@
+"""`tensorrt`: build a TensorRT engine from the ONNX model before it.
+
+Which file is built depends on `precision`: `int8` builds the symmetric Q/DQ
+file `quantize` wrote for the `tensorrt` target (explicit quantization; no
+calibrator is ever used), `fp32` and `fp16` build the portable FP32 file of
+`export_onnx`. With full TensorRT, `fp16` sets the builder's FP16 flag;
+TensorRT-RTX has no such flag (its networks are strongly typed), so the model
+is converted to FP16 first and that graph is built.
+
+The engine, its build log and what the build recorded (network layers, build
+time, backend version, compute capabilities) land in the step folder, with the
+tokenizer. Engines are cached across runs (see `compress.trt_build`). An engine
+runs only on an NVIDIA GPU: the report lists it as built, not run, on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from compress.artifacts import Artifact, Variant, copy_preprocessing
+from compress.errors import UserError
+from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement
+
+ComputeCapability = Literal["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]
+DEFAULT_RTX_TARGETS: tuple[ComputeCapability, ...] = ("8.0", "8.6", "8.9", "12.0", "12.1")
+
+
+class ShapeRange(PassConfig):
+    """(min, opt, max) of one dynamic axis in the engine's optimization profile."""
+
+    min: int = Field(1, ge=1)
+    opt: int = Field(1, ge=1)
+    max: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShapeRange:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"needs min <= opt <= max (got {self.min}, {self.opt}, {self.max})")
+        return self
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.min, self.opt, self.max)
+
+
+class TensorRTConfig(PassConfig):
+    """Options of `tensorrt`."""
+
+    backend: Literal["auto", "tensorrt", "tensorrt_rtx"] = Field(
+        "auto", description="auto: full TensorRT if importable, else TensorRT-RTX"
+    )
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "int8", description="int8 builds quantize's TensorRT Q/DQ file; fp32/fp16 the export"
+    )
+    batch: ShapeRange = Field(ShapeRange(), description="batch sizes the engine accepts")
+    sequence: ShapeRange | None = Field(
+        None, description="sequence lengths; default min 1, opt = max = data.max_length"
+    )
+    workspace_mb: int = Field(1024, ge=16, le=1 << 20, description="builder workspace limit")
+    sparsity: bool = Field(False, description="allow 2:4 structured-sparse weight kernels")
+    compute_capability: list[ComputeCapability] | None = Field(
+        None,
+        min_length=1,
+        description="TensorRT-RTX targets; default 8.0 8.6 8.9 12.0 12.1",
+    )
+    timing_cache: str | None = Field(
+        None, description="timing cache file (full TensorRT); default: in cache_dir"
+    )
+    cache_dir: str | None = Field(
+        None, description="engine cache; default ~/.cache/compress/engines"
+    )
+
+    @field_validator("compute_capability", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        # YAML reads `[8.6, 12.0]` as floats
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, float) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _capability_for_rtx(self) -> TensorRTConfig:
+        if self.backend == "tensorrt" and self.compute_capability is not None:
+            raise ValueError(
+                "compute_capability is for backend tensorrt_rtx; full TensorRT builds "
+                "for the GPU it runs on"
+            )
+        return self
+
+
+def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
+    from compress.trt_build import BACKEND_MODULES, INSTALL_HINT
+
+    if cfg.backend == "auto":
+        return ((tuple(BACKEND_MODULES.values()), INSTALL_HINT),)
+    return ((BACKEND_MODULES[cfg.backend], INSTALL_HINT),)
+
+
+def _check_input(cfg: TensorRTConfig, previous: str | None, previous_cfg: Any) -> str | None:
+    """int8 needs quantize's TensorRT Q/DQ file; fp32/fp16 need the export's FP32 file."""
+    if cfg.precision == "int8":
+        targets = getattr(previous_cfg, "targets", [])
+        if previous != "quantize" or "tensorrt" not in targets:
+            return (
+                "precision int8 builds the Q/DQ file of a 'quantize' pass with 'tensorrt' in "
+                "its targets, right before this pass (or set precision: fp16)"
+            )
+    elif previous != "export_onnx":
+        return (
+            f"precision {cfg.precision} builds the FP32 file of 'export_onnx', which must come "
+            "right before this pass (for INT8 use precision: int8 after quantize)"
+        )
+    return None
+
+
+def source_variant(artifact: Artifact, precision: str) -> Variant:
+    """The ONNX variant an engine of `precision` is built from."""
+    for v in artifact.variants:
+        if precision == "int8" and v.precision == "int8" and v.target == "tensorrt":
+            return v
+        if precision != "int8" and v.precision == "fp32" and v.target == "portable":
+            return v
+    wanted = "TensorRT Q/DQ INT8" if precision == "int8" else "portable FP32"
+    raise UserError(
+        f"{artifact.path} has no {wanted} ONNX file to build a {precision} engine from "
+        f"(has {[v.name for v in artifact.variants]})"
+    )
+
+
+def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact:
+    from compress.trt_build import (
+        BACKEND_NAMES,
+        BuildOptions,
+        build_engine,
+        default_cache_dir,
+        resolve_backend,
+    )
+
+    backend = resolve_backend(cfg.backend)
+    variant = source_variant(artifact, cfg.precision)
+    source = artifact.file(variant)
+    capabilities: tuple[str, ...] = ()
+    if backend == "tensorrt_rtx":
+        capabilities = tuple(cfg.compute_capability or DEFAULT_RTX_TARGETS)
+    elif cfg.compute_capability is not None:
+        ctx.log("compute_capability ignored: full TensorRT builds for the GPU it runs on")
+    sequence = cfg.sequence.as_tuple() if cfg.sequence else (1, ctx.max_length, ctx.max_length)
+    options = BuildOptions(
+        precision=cfg.precision,
+        batch=cfg.batch.as_tuple(),
+        sequence=sequence,
+        workspace_mb=cfg.workspace_mb,
+        sparsity=cfg.sparsity,
+        compute_capabilities=capabilities,
+    )
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    timing = Path(cfg.timing_cache).expanduser() if cfg.timing_cache else None
+    if backend == "tensorrt" and timing is None:
+        timing = cache_dir / "timing.cache"
+    name = BACKEND_NAMES[backend]
+    targets = " ".join(capabilities) if capabilities else "the build GPU"
+    ctx.log(
+        f"{name} {cfg.precision} engine from {source.name} for SM {targets} "
+        f"(batch {options.batch}, sequence {options.sequence})"
+    )
+    built = build_engine(source, backend, options, cache_dir, timing)
+    info = built.info
+    engine_file = f"model_{cfg.precision}.engine"
+    shutil.copyfile(built.engine, ctx.work_dir / engine_file)
+    if built.log.is_file():
+        shutil.copyfile(built.log, ctx.work_dir / "build.log")
+    (ctx.work_dir / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    copy_preprocessing(artifact.path, ctx.work_dir)
+    how = (
+        "reused from the engine cache"
+        if info["cached"]
+        else f"built in {info['build_seconds']:.1f} s"
+    )
+    ctx.log(
+        f"parser accepted all {info['onnx_nodes']} nodes ({info['network_layers']} network "
+        f"layers); {engine_file} {info['engine_bytes'] / 1e6:.2f} MB {how}"
+    )
+    ctx.metrics["tensorrt"] = {k: v for k, v in info.items() if k != "options"}
+    note = f"{name} {info['backend_version']} engine for SM {targets}; needs an NVIDIA GPU to run"
+    engine = Variant(
+        f"{cfg.precision}-engine", "tensorrt", cfg.precision, "tensorrt", engine_file, note
+    )
+    meta = {**artifact.meta, "engine_source": variant.file, "tensorrt": ctx.metrics["tensorrt"]}
+    return Artifact("engine", ctx.work_dir, ctx.key, [engine], meta)
+
+
+PASS = PassInfo(
+    name="tensorrt",
+    summary="Build a TensorRT / TensorRT-RTX engine from the ONNX model (FP32, FP16, INT8 Q/DQ).",
+    config=TensorRTConfig,
+    apply=apply,
+    consumes="onnx",
+    produces="engine",
+    requires_for=_requires,
+    check_input=_check_input,
+)

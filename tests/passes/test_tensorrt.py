@@ -1,0 +1,206 @@
+"""The tensorrt pass: real TensorRT-RTX builds on the CPU from our own exports, and validation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+
+from compress.artifacts import Artifact, StepResult
+from compress.errors import EngineBuildError, RecipeError
+from compress.passes.base import PassContext
+from compress.passes.tensorrt import ShapeRange, TensorRTConfig, apply
+from compress.recipe import load_recipe
+from compress.report_stages import not_run, select_stages
+from compress.trt_build import BuildOptions, build_engine
+from tests.conftest import write_bad_qdq_onnx
+
+
+@pytest.fixture()
+def rtx() -> None:
+    pytest.importorskip("tensorrt_rtx")  # CI installs it (.ci/run); a guard for bare installs
+
+
+def _engine(ctx: PassContext, out: Artifact) -> Path:
+    (variant,) = out.variants
+    assert variant.runtime == "tensorrt" and variant.target == "tensorrt"
+    path = ctx.work_dir / str(variant.file)
+    assert path.is_file() and path.stat().st_size > 0
+    return path
+
+
+@pytest.mark.tensorrt
+@pytest.mark.usefixtures("rtx")
+def test_fp32_engine_parses_every_node(
+    tiny_onnx: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
+) -> None:
+    ctx = make_ctx("fp32")
+    cfg = TensorRTConfig(
+        backend="tensorrt_rtx",
+        precision="fp32",
+        compute_capability=["8.6"],
+        cache_dir=str(tmp_path / "c"),
+    )
+    out = apply(tiny_onnx, cfg, ctx)
+    _engine(ctx, out)
+    built = ctx.metrics["tensorrt"]
+    nodes = len(onnx.load(str(tiny_onnx.path / "model.onnx")).graph.node)
+    assert built["parser_errors"] == 0 and built["onnx_nodes"] == nodes
+    assert built["network_layers"] > 0 and built["build_seconds"] > 0
+    assert built["backend"] == "tensorrt_rtx" and built["compute_capabilities"] == ["8.6"]
+    assert built["inputs"]["input_ids"] == {"min": [1, 1], "opt": [1, 32], "max": [8, 32]}
+    assert out.kind == "engine" and out.meta["engine_source"] == "model.onnx"
+    assert json.loads((ctx.work_dir / "build.json").read_text())["key"] == built["key"]
+    assert (ctx.work_dir / "build.log").stat().st_size > 0
+    assert (ctx.work_dir / "tokenizer.json").is_file()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.usefixtures("rtx")
+def test_int8_engine_from_qdq_and_the_cache(
+    tiny_qdq: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
+) -> None:
+    cache = str(tmp_path / "cache")
+    cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=cache)
+    first_ctx = make_ctx("int8-a")
+    first = _engine(first_ctx, apply(tiny_qdq, cfg, first_ctx))
+    assert first_ctx.metrics["tensorrt"]["cached"] is False
+    assert first_ctx.metrics["tensorrt"]["compute_capabilities"] == [
+        "8.0",
+        "8.6",
+        "8.9",
+        "12.0",
+        "12.1",
+    ]
+    again_ctx = make_ctx("int8-b")
+    again = _engine(again_ctx, apply(tiny_qdq, cfg, again_ctx))
+    assert again_ctx.metrics["tensorrt"]["cached"] is True
+    assert again.read_bytes() == first.read_bytes()
+    other_ctx = make_ctx("int8-c")  # another profile is another engine
+    apply(tiny_qdq, cfg.model_copy(update={"batch": ShapeRange(min=1, opt=2, max=4)}), other_ctx)
+    assert other_ctx.metrics["tensorrt"]["cached"] is False
+    assert len([p for p in Path(cache).iterdir() if not p.name.startswith(".")]) == 2
+
+
+@pytest.mark.tensorrt
+@pytest.mark.usefixtures("rtx")
+def test_fp16_on_rtx_builds_an_fp16_graph(
+    tiny_onnx: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
+) -> None:
+    ctx = make_ctx("fp16")
+    cfg = TensorRTConfig(
+        backend="tensorrt_rtx",
+        precision="fp16",
+        compute_capability=[8.9],
+        cache_dir=str(tmp_path),  # type: ignore[list-item]
+    )
+    _engine(ctx, apply(tiny_onnx, cfg, ctx))
+    assert "converted to FP16" in ctx.metrics["tensorrt"]["precision_from"]
+
+
+@pytest.mark.tensorrt
+@pytest.mark.usefixtures("rtx")
+def test_parser_rejection_names_the_node(tmp_path: Path) -> None:
+    bad = write_bad_qdq_onnx(tmp_path / "bad.onnx")
+    # the parser stops at the first node it refuses: the asymmetric QuantizeLinear
+    with pytest.raises(EngineBuildError, match=r"x_quant \(QuantizeLinear\): .*zero point") as info:
+        build_engine(
+            bad, "tensorrt_rtx", BuildOptions("int8", compute_capabilities=("8.6",)), tmp_path
+        )
+    assert "parser rejected bad.onnx" in str(info.value)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.usefixtures("rtx")
+def test_report_lists_engines_as_not_run(
+    tiny_onnx: Artifact, tiny_qdq: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
+) -> None:
+    ctx = make_ctx("report")
+    engine = apply(
+        tiny_qdq,
+        TensorRTConfig(backend="tensorrt_rtx", compute_capability=["8.6"], cache_dir=str(tmp_path)),
+        ctx,
+    )
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        "passes: [export_onnx, {quantize: {targets: [tensorrt]}}, tensorrt]\n"
+        "benchmark: {stages: final}\n"
+    )
+    recipe = load_recipe(recipe_file)
+    results = [
+        StepResult(name, Path(f"/runs/{i:02d}-{name}"), artifact, {}, reused=True)
+        for i, (name, artifact) in enumerate(
+            [
+                ("input", tiny_onnx),
+                ("export_onnx", tiny_onnx),
+                ("quantize", tiny_qdq),
+                ("tensorrt", engine),
+            ]
+        )
+    ]
+    picked = [(step.name, variant) for step, variant in select_stages(recipe, results)]
+    assert picked == [("input", "fp32"), ("quantize", "int8-qdq")]
+    (skipped,) = not_run(results)
+    assert skipped["variant"] == "int8-engine" and "not run" in skipped["reason"]
+
+
+def _recipe_error(tmp_path: Path, passes: str) -> RecipeError:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"passes:\n{passes}")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    return info.value
+
+
+def test_bad_options_are_recipe_errors(tmp_path: Path) -> None:
+    head = "  - export_onnx\n  - quantize: {targets: [tensorrt]}\n"
+    error = _recipe_error(tmp_path, head + "  - tensorrt: {precision: int4}\n")
+    assert "passes[2].tensorrt.precision" in str(error)
+    error = _recipe_error(tmp_path, head + "  - tensorrt: {compute_capability: [9.0]}\n")
+    assert "compute_capability" in str(error)
+    error = _recipe_error(tmp_path, head + "  - tensorrt: {batch: {min: 4, opt: 2, max: 8}}\n")
+    assert "min <= opt <= max" in str(error)
+    error = _recipe_error(tmp_path, head + "  - tensorrt: {workspace: 10}\n")
+    assert "did you mean 'workspace_mb'" in str(error)
+    error = _recipe_error(
+        tmp_path, head + "  - tensorrt: {backend: tensorrt, compute_capability: [8.6]}\n"
+    )
+    assert "full TensorRT builds for the GPU it runs on" in str(error)
+
+
+def test_input_the_engine_cannot_use_is_a_recipe_error(tmp_path: Path) -> None:
+    error = _recipe_error(tmp_path, "  - export_onnx\n  - tensorrt\n")
+    assert "precision int8 builds the Q/DQ file" in str(error) and ":3 " in str(error)
+    error = _recipe_error(
+        tmp_path, "  - export_onnx\n  - quantize\n  - tensorrt: {precision: fp16}\n"
+    )
+    assert "builds the FP32 file of 'export_onnx'" in str(error)
+    error = _recipe_error(tmp_path, "  - tensorrt\n")
+    assert "needs an ONNX model" in str(error)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt installed")
+def test_missing_backend_is_a_validation_error(tmp_path: Path) -> None:
+    error = _recipe_error(
+        tmp_path, "  - export_onnx\n  - tensorrt: {backend: tensorrt, precision: fp32}\n"
+    )
+    assert "needs 'tensorrt', which is not installed" in str(error)
+    assert "edge-compress[tensorrt-rtx]" in str(error)
+
+
+def test_auto_needs_either_backend() -> None:
+    from compress.errors import MissingDependencyError
+    from compress.registry import get_pass, missing_backends
+
+    info = get_pass("tensorrt")
+    installed = any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_rtx"))
+    assert (missing_backends(info, TensorRTConfig()) == []) is installed
+    message = str(MissingDependencyError(("tensorrt", "tensorrt_rtx"), "pass 'tensorrt'", "hint"))
+    assert (
+        message
+        == "pass 'tensorrt' needs 'tensorrt' or 'tensorrt_rtx', and neither is installed: hint"
+    )
