@@ -1,4 +1,4 @@
-"""The `compress` command: run, validate, passes, report."""
+"""The `compress` command: run, validate, passes, report, bench, doctor."""
 
 from __future__ import annotations
 
@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="(re)build the report of a run folder")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    doctor = sub.add_parser(
+        "doctor", help="list the backends, devices and offline assets this machine can use"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="exit 2 unless these are usable, e.g. --require cuda,tensorrt_rtx",
+    )
     return parser
 
 
@@ -145,12 +157,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from compress.doctor import check_required, collect, render_table, system_info, to_json
+
+    required = [name.strip() for item in args.require for name in item.split(",") if name.strip()]
+    checks = collect()
+    system = system_info()
+    if args.json:
+        print(json.dumps(to_json(checks, system), indent=2))
+    else:
+        print(render_table(checks, system))
+    check_required(checks, required)
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "passes": _cmd_passes,
     "report": _cmd_report,
     "bench": _cmd_bench,
+    "doctor": _cmd_doctor,
 }
 
 
