@@ -10,7 +10,7 @@ from pathlib import Path
 
 from compress import __version__
 from compress.benchmark.compare import Thresholds
-from compress.errors import CompressError
+from compress.errors import CompressError, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +131,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -147,9 +154,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
     print(render_checks(checks))
     if args.junit:
-        args.junit.write_text(junit_xml(checks))
+        _write_text(args.junit, junit_xml(checks))
     if args.json:
-        args.json.write_text(json.dumps(checks_json(checks, limits), indent=2) + "\n")
+        _write_text(args.json, json.dumps(checks_json(checks, limits), indent=2) + "\n")
     failed = [c for c in checks if not c.passed]
     if failed:
         names = ", ".join(sorted({f"{c.stage} {c.metric}" for c in failed})[:5])
