@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from compress.errors import OutputError
+
 ArtifactKind = Literal["hf", "onnx", "engine"]
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -150,17 +152,26 @@ def read_manifest(step_dir: Path) -> dict[str, Any] | None:
 def step_writer(step_dir: Path) -> Iterator[Path]:
     """Yield a fresh partial folder; on success it replaces `step_dir` atomically.
 
-    The caller writes the manifest into the yielded folder last.
+    The caller writes the manifest into the yielded folder last. If the body
+    fails, the partial folder is removed (it may be filling a full disk) and a
+    failed write (no space, read-only, no permission) becomes an `OutputError`
+    naming the step.
     """
     partial = step_dir.with_name(f".{step_dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    yield partial
-    if step_dir.exists():
-        stale = step_dir.with_name(f".{step_dir.name}.old-{int(time.time())}")
-        os.replace(step_dir, stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    os.replace(partial, step_dir)
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        yield partial
+        if step_dir.exists():
+            stale = step_dir.with_name(f".{step_dir.name}.old-{int(time.time())}")
+            os.replace(step_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(partial, step_dir)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError) and OutputError.caused(exc, step_dir.parent):
+            raise OutputError.from_os_error(exc, step_dir) from None
+        raise
 
 
 MODEL_SUFFIXES = (".onnx", ".onnx_data", ".data", ".safetensors", ".bin", ".engine", ".plan")

@@ -1,4 +1,4 @@
-"""The `compress` command: run, validate, passes, report, bench, lint-trt."""
+"""The `compress` command: run, validate, passes, report, bench, lint-trt, doctor."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from compress import __version__
 from compress.benchmark.compare import Thresholds
-from compress.errors import CompressError
+from compress.errors import CompressError, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="(re)build the report of a run folder")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    doctor = sub.add_parser(
+        "doctor", help="list the backends, devices and offline assets this machine can use"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="exit 2 unless these are usable, e.g. --require cuda,tensorrt_rtx",
+    )
     return parser
 
 
@@ -126,6 +138,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -142,9 +161,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
     print(render_checks(checks))
     if args.junit:
-        args.junit.write_text(junit_xml(checks))
+        _write_text(args.junit, junit_xml(checks))
     if args.json:
-        args.json.write_text(json.dumps(checks_json(checks, limits), indent=2) + "\n")
+        _write_text(args.json, json.dumps(checks_json(checks, limits), indent=2) + "\n")
     failed = [c for c in checks if not c.passed]
     if failed:
         names = ", ".join(sorted({f"{c.stage} {c.metric}" for c in failed})[:5])
@@ -165,6 +184,22 @@ def _cmd_lint_trt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from compress.doctor import check_required, collect, render_table, system_info, to_json
+
+    required = [name.strip() for item in args.require for name in item.split(",") if name.strip()]
+    checks = collect()
+    system = system_info()
+    if args.json:
+        print(json.dumps(to_json(checks, system), indent=2))
+    else:
+        print(render_table(checks, system))
+    check_required(checks, required)
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
@@ -172,6 +207,7 @@ COMMANDS = {
     "report": _cmd_report,
     "bench": _cmd_bench,
     "lint-trt": _cmd_lint_trt,
+    "doctor": _cmd_doctor,
 }
 
 

@@ -7,6 +7,8 @@ traceback is shown only for bugs (anything that is not a `CompressError`).
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,6 +64,30 @@ class DataError(UserError):
 
 class ModelLoadError(UserError):
     """A model could not be found or loaded."""
+
+
+class OutputError(UserError):
+    """The run folder cannot be written: no space left, read-only, or no permission."""
+
+    @staticmethod
+    def caused(exc: BaseException, folder: Path) -> bool:
+        """Whether `exc` is a failed write below `folder` (full, read-only, not permitted)."""
+        if not isinstance(exc, OSError):
+            return False
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return True
+        if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
+            target = Path(os.fsdecode(exc.filename)).absolute()
+            return target.is_relative_to(folder.absolute())
+        return False
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, where: str | Path) -> OutputError:
+        """`where: cannot write (No space left on device: file); ...` for a failed write."""
+        detail = exc.strerror or str(exc)
+        if exc.filename:
+            detail += f": {exc.filename}"
+        return cls(f"{where}: cannot write ({detail}); free some space or choose another --out")
 
 
 class MissingDependencyError(UserError):

@@ -1,7 +1,8 @@
 """Find and load models: offline defaults, local Hugging Face folders and hub ids.
 
 Only safetensors weights are loaded and remote code is never run: a model that
-needs either is refused with a message saying why.
+needs either is refused with a message saying why, as is a model whose weights
+do not fit its config or hold NaN/Inf values (see `compress.model_guard`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from compress.errors import ModelLoadError
+from compress.model_guard import (
+    check_finite,
+    check_weights_fit,
+    refuse_pickle_only,
+    require_tokenizer,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -52,6 +59,11 @@ def resolve_source(source: str, base_dir: Path | None = None) -> str:
     if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
     if path.exists():
+        if path.is_file():
+            raise ModelLoadError(
+                f"{path}: a file; model.source needs a Hugging Face model folder "
+                "(config.json, model.safetensors and the tokenizer)"
+            )
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path}: not a Hugging Face model folder (no config.json)")
         return str(path.resolve())
@@ -73,7 +85,10 @@ def load_classifier(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    _refuse_remote_code(Path(location))
+    folder = Path(location)
+    _refuse_remote_code(folder)
+    refuse_pickle_only(folder)
+    require_tokenizer(folder)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
     if label_names is not None:
         kwargs.update(
@@ -84,12 +99,16 @@ def load_classifier(
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            location, use_safetensors=True, **kwargs
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            location, use_safetensors=True, output_loading_info=True, **kwargs
         )
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers and safetensors raise many types for broken files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(first) > 200:
+            first = first[:200] + "..."
         raise ModelLoadError(f"could not load model '{location}': {first}") from None
+    check_weights_fit(model, info, location)
+    check_finite(model, location)
     return model, tokenizer
 
 

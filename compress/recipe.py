@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data.spec import DataSpec
@@ -45,6 +45,23 @@ class RecipeDoc(BaseModel):
     data: DataSpec = DataSpec()
     passes: list[Any] = Field(default_factory=list, description="ordered passes")
     benchmark: BenchmarkSettings = BenchmarkSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        # the default run folder is runs/<name>: a path here would write elsewhere
+        if value is not None and (
+            not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")
+        ):
+            raise ValueError("must be a plain name (no '/', '\\', '..'), it names runs/<name>")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int) -> int:
+        if not 0 <= value < 2**32:  # what NumPy and torch accept as a seed
+            raise ValueError(f"must be between 0 and {2**32 - 1}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -239,7 +256,7 @@ def _check_order(steps: list[PassStep], fail: Any) -> None:
 def _first_error(exc: ValidationError, prefix: KeyPath, fail: Any) -> RecipeError:
     err = exc.errors()[0]
     path = (*prefix, *err["loc"])
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in err and not isinstance(err["input"], dict | list):

@@ -36,7 +36,7 @@ from compress.artifacts import (
     write_json_atomic,
 )
 from compress.data import Dataset, Split
-from compress.errors import UserError
+from compress.errors import OutputError, UserError
 from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
 from compress.run_lock import run_folder_lock
@@ -69,8 +69,13 @@ def run_recipe(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the run folder ({exc.strerror})") from None
-    with run_folder_lock(out):
-        return _run_locked(recipe, out, progress, report)
+    try:
+        with run_folder_lock(out):
+            return _run_locked(recipe, out, progress, report)
+    except OSError as exc:
+        if OutputError.caused(exc, out):
+            raise OutputError.from_os_error(exc, out) from None
+        raise
 
 
 def _run_locked(recipe: Recipe, out: Path, progress: bool, report: bool) -> list[StepResult]:

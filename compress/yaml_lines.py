@@ -89,6 +89,9 @@ class _Builder:
                 raise self._error(node, path, f"more than {MAX_ALIASES} YAML aliases")
         self.seen.add(id(node))
         if node.tag not in _ALLOWED_TAGS:
+            if node.tag == "tag:yaml.org,2002:timestamp" and isinstance(node, yaml.ScalarNode):
+                message = f"'{node.value}' reads as a date; quote it to make it text"
+                raise self._error(node, path, message)
             raise self._error(node, path, f"YAML tag '{node.tag}' is not allowed")
         self.line_map.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):

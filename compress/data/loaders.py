@@ -47,7 +47,7 @@ def load_dataset(
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV/TSV/JSONL/JSON/Parquet file as dicts."""
     if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+        raise DataError(f"{path}: " + ("not a file" if path.exists() else "data file not found"))
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
@@ -78,7 +78,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             return list(pq.read_table(path).to_pylist())
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except ValueError as exc:
+    except (ValueError, csv.Error) as exc:
         raise DataError(f"{path}: could not parse ({exc})") from None
     raise DataError(f"{path}: unsupported data file type; use one of {', '.join(FILE_SUFFIXES)}")
 
@@ -100,8 +100,11 @@ def _columns(records: list[dict[str, Any]], spec: DataSpec, where: str) -> tuple
         text = row[spec.text_column]
         if not isinstance(text, str):
             raise DataError(f"{where}: row {number} column '{spec.text_column}' is not text")
+        label = row[spec.label_column]
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(f"{where}: row {number} has no label in column '{spec.label_column}'")
         texts.append(text)
-        labels.append(row[spec.label_column])
+        labels.append(label)
     return texts, labels
 
 
@@ -109,6 +112,9 @@ def encode_labels(
     raw: list[Any], names: list[str] | None, where: str
 ) -> tuple[np.ndarray, list[str]]:
     """Map raw labels (names or integer ids) to ids; returns (ids, label names)."""
+    if names is not None and len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"{where}: data.labels names {repeated} more than once")
     if names is None:
         if all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
             top = max(raw)

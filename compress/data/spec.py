@@ -31,5 +31,5 @@ class DataSpec(BaseModel):
     max_length: int = Field(64, ge=8, le=4096, description="tokens kept per text")
     validation_size: int = Field(800, ge=1, description="examples held out for model selection")
     test_size: int = Field(2000, ge=1, description="examples held out for the report")
-    split_seed: int = Field(0, description="seed of the fixed train/validation/test split")
+    split_seed: int = Field(0, ge=0, description="seed of the fixed train/validation/test split")
     train_samples: int | None = Field(None, ge=1, description="use only this many training rows")

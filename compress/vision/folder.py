@@ -62,8 +62,11 @@ def load(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from compress.model_guard import check_finite, refuse_pickle_only
+
     config = _read_config(folder)
     weights = folder / WEIGHTS
+    refuse_pickle_only(folder)
     if not weights.is_file():
         raise ModelLoadError(f"{folder}: no {WEIGHTS} (only safetensors weights are loaded)")
     try:
@@ -80,6 +83,7 @@ def load(
         raise ModelLoadError(
             f"{weights} does not fit '{config['architecture']}': {first}"
         ) from None
+    check_finite(model, str(folder))
     processor = ImageProcessor.load(folder)
     _check_forward(model, processor, weights)
     model.label_names = saved_names

@@ -68,7 +68,7 @@ def test_new_labels_get_a_new_head(cnn_dir: Path) -> None:
 def test_refuses_folders_without_safetensors_or_config(tmp_path: Path, cnn_dir: Path) -> None:
     (cnn_dir / "model.safetensors").unlink()
     (cnn_dir / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(ModelLoadError, match="only safetensors"):
+    with pytest.raises(ModelLoadError, match="safetensors only"):
         load(cnn_dir)
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load(tmp_path)
