@@ -24,15 +24,40 @@ def example_input(processor: ImageProcessor, batch: int = 1) -> torch.Tensor:
 
 
 def count_macs(model: nn.Module, processor: ImageProcessor) -> int:
-    """Multiply-accumulates of one forward pass on one image."""
-    import torch_pruning as tp
+    """Multiply-accumulates of convolutions and linear layers for one image.
 
+    Counted with forward hooks on every `nn.Conv2d` / `nn.Linear` (subclasses
+    included, e.g. EfficientNet's same-padding convolutions): a convolution
+    costs output elements x (input channels / groups) x kernel area.
+    """
+    total = 0
+
+    def conv(module: nn.Module, _: object, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(module, nn.Conv2d)
+        kh, kw = module.kernel_size
+        total += out.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def linear(module: nn.Module, _: object, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(module, nn.Linear)
+        total += out.numel() * module.in_features
+
+    hooks = [
+        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
-    macs, _ = tp.utils.count_ops_and_params(model, example_input(processor).to(device))
-    model.train(was_training)
-    return int(macs)
+    try:
+        with torch.inference_mode():
+            model.eval()(example_input(processor).to(device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return total
 
 
 def prune_channels(
