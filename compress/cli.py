@@ -131,7 +131,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from compress.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    chain = " -> ".join(["model", *(s.name for s in recipe.steps), "report"])
+    before = [s.name for s in recipe.steps if not s.info.after_report]
+    after = [s.name for s in recipe.steps if s.info.after_report]  # read the report
+    chain = " -> ".join(["model", *before, "report", *after])
     print(f"{args.recipe}: ok ({chain})")
     return 0
 
