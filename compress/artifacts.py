@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from compress.errors import OutputError
 
-ArtifactKind = Literal["hf", "onnx", "engine"]
+ArtifactKind = Literal["hf", "onnx", "engine", "bundle"]
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -188,6 +188,14 @@ def copy_preprocessing(source: Path, target: Path) -> list[str]:
         shutil.copy2(item, target / item.name)
         copied.append(item.name)
     return copied
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link `source` to `target` (no extra space), or copy it where links fail."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def relocate(artifact: Artifact, new_path: Path) -> Artifact:

@@ -1,4 +1,4 @@
-"""The `compress` command: run, validate, passes, report, bench, lint-trt, doctor."""
+"""The `compress` command: run, validate, passes, report, bench, lint-trt, bundle, doctor."""
 
 from __future__ import annotations
 
@@ -85,6 +85,25 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     report.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    bundle = sub.add_parser(
+        "bundle", help="package a finished run's model for a device (folder + .tar.gz)"
+    )
+    bundle.add_argument("run_dir", type=Path)
+    bundle.add_argument(
+        "--target",
+        required=True,
+        metavar="TARGET",
+        help="jetson-orin-nano, jetson-agx-orin, jetson-xavier-nx, rtx-4090, rtx-3060, x86-cpu",
+    )
+    bundle.add_argument(
+        "--model",
+        default="auto",
+        choices=["auto", "tensorrt", "cpu", "fp32"],
+        help="ONNX file to ship (default: the TensorRT Q/DQ file on GPUs, else the FP32 export)",
+    )
+    bundle.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    bundle.add_argument("--out", type=Path, help="bundle folder (default: RUN_DIR/bundle-TARGET)")
+
     doctor = sub.add_parser(
         "doctor", help="list the backends, devices and offline assets this machine can use"
     )
@@ -112,7 +131,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from compress.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    chain = " -> ".join(["model", *(s.name for s in recipe.steps), "report"])
+    before = [s.name for s in recipe.steps if not s.info.after_report]
+    after = [s.name for s in recipe.steps if s.info.after_report]  # read the report
+    chain = " -> ".join(["model", *before, "report", *after])
     print(f"{args.recipe}: ok ({chain})")
     return 0
 
@@ -124,7 +145,7 @@ def _cmd_passes(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else pass_names()
     for name in names:
         info = get_pass(name)
-        print(f"{info.name}  ({info.consumes} -> {info.produces})\n  {info.summary}")
+        print(f"{info.name}  ({'|'.join(info.accepts)} -> {info.produces})\n  {info.summary}")
         for option, default, description in describe_config(info.config):
             print(f"    {option:<20} {default:<22} {description}")
         print()
@@ -184,6 +205,17 @@ def _cmd_lint_trt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from compress.bundle import make_bundle
+    from compress.passes.bundle import BundleConfig
+    from compress.targets import get_target
+
+    get_target(args.target)  # an unknown target is one line with a suggestion
+    cfg = BundleConfig(target=args.target, model=args.model, precision=args.precision)
+    make_bundle(args.run_dir, cfg, args.out or args.run_dir / f"bundle-{args.target}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
 
@@ -208,6 +240,7 @@ COMMANDS = {
     "bench": _cmd_bench,
     "lint-trt": _cmd_lint_trt,
     "doctor": _cmd_doctor,
+    "bundle": _cmd_bundle,
 }
 
 

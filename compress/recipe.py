@@ -229,17 +229,24 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
 def _check_order(steps: list[PassStep], fail: Any) -> None:
     """Each pass must receive the artifact kind it consumes, and what its input check wants."""
     kind = "hf"
-    names = {"hf": "a Hugging Face model", "onnx": "an ONNX model", "engine": "a TensorRT engine"}
+    names = {
+        "hf": "a Hugging Face model",
+        "onnx": "an ONNX model",
+        "engine": "a TensorRT engine",
+        "bundle": "a deployment bundle",
+    }
     producers = {"onnx": "export_onnx"}
     previous: PassStep | None = None
     for step in steps:
-        if step.info.consumes != kind:
-            producer = producers.get(step.info.consumes)
+        if kind not in step.info.accepts:
+            wanted = step.info.accepts[0]
+            producer = producers.get(wanted)
             hint = f"add '{producer}' before it" if producer else "move it before 'export_onnx'"
-            if kind == "engine":
-                hint = "move it before 'tensorrt'"
+            if kind in ("engine", "bundle"):
+                hint = f"move it before '{previous.name if previous else kind}'"
+            needs = " or ".join(names[k] for k in step.info.accepts)
             raise fail(
-                f"'{step.name}' needs {names[step.info.consumes]} but gets {names[kind]}",
+                f"'{step.name}' needs {needs} but gets {names[kind]}",
                 ("passes", step.index),
                 hint,
             )

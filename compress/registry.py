@@ -17,6 +17,7 @@ PASS_MODULES: dict[str, str] = {
     "export_onnx": "compress.passes.export_onnx",
     "quantize": "compress.passes.quantize",
     "tensorrt": "compress.passes.tensorrt",
+    "bundle": "compress.passes.bundle",
 }
 
 

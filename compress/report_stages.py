@@ -35,7 +35,7 @@ def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepR
     """
     original = 1 if len(results) > 1 and results[1].name == "fine_tune" else 0
     picked = [(results[original], results[original].artifact.variants[0].name)]
-    later = [step for step in results[original + 1 :] if _runnable(step)]
+    later = [step for step in results[original + 1 :] if _runnable(step) and not skipped(step)]
     if recipe.doc.benchmark.stages == "final" and later:
         later = later[-1:]
     for step in later:
@@ -51,8 +51,23 @@ def not_run(results: list[StepResult]) -> list[dict[str, Any]]:
         {"step": step.folder.name, "variant": v.name, "file": v.file, "reason": NOT_RUN_REASON}
         for step in results
         for v in step.artifact.variants
-        if v.runtime not in MEASURED_RUNTIMES
+        if v.runtime not in MEASURED_RUNTIMES and not skipped(step)
     ]
+
+
+def skipped_steps(results: list[StepResult]) -> list[dict[str, Any]]:
+    """The steps that did not run (a backend was missing), each with the reason."""
+    return [
+        {"step": step.folder.name, "pass": step.name, "reason": str(skipped(step))}
+        for step in results
+        if skipped(step)
+    ]
+
+
+def skipped(step: StepResult) -> str | None:
+    """Why `step` was skipped (it passed its input on unchanged), or None when it ran."""
+    reason = step.manifest.get("metrics", {}).get("skipped")
+    return str(reason) if reason else None
 
 
 def _runnable(step: StepResult) -> bool:
@@ -82,9 +97,12 @@ def make_report(
     )
     stages: list[dict[str, Any]] = []
     selected = select_stages(recipe, results)
-    skipped = not_run(results)
-    for entry in skipped:
+    unmeasured = not_run(results)
+    for entry in unmeasured:
         print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
+    did_not_run = skipped_steps(results)
+    for entry in did_not_run:
+        print(f"  {entry['step']}: skipped: {entry['reason']}")
     print(f"benchmarking {len(selected)} stages on {len(data.test)} test rows")
     for step, name in selected:
         variant = step.artifact.variant(name)
@@ -113,6 +131,7 @@ def make_report(
             "variant": variant.name,
             "step": step.folder.name,
             "file": variant.file,
+            "artifact_key": step.artifact.key,
             "pass_seconds": step.manifest.get("seconds"),
             "macs_per_token": step.artifact.meta.get("macs_per_token"),
             "macs_per_example": step.artifact.meta.get("macs_per_example"),
@@ -129,7 +148,7 @@ def make_report(
     method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
     method["recipe"] = str(recipe.file)
-    report = build_report(stages, method, not_run=skipped)
+    report = build_report(stages, method, not_run=unmeasured, skipped=did_not_run)
     written = write_report(report, out, plot=settings.plot)
     print(render_terminal(report))
     print("report: " + ", ".join(str(p) for p in written))

@@ -106,14 +106,24 @@ def _run_locked(recipe: Recipe, out: Path, progress: bool, report: bool) -> list
         },
     )
     total = len(recipe.steps)
+    # passes that package the run (bundle) come last and run after the report, to read it
+    packaging = [s for s in recipe.steps if s.info.after_report]
     for step in recipe.steps:
+        if step is (packaging[0] if packaging else None) and report:
+            _report(recipe, results, data, out, progress)
         print(f"[{step.index + 1}/{total}] {step.name}")
         results.append(_run_step(recipe, step, results[-1], data, out, progress))
-    if report:
-        from compress.report_stages import make_report
-
-        make_report(recipe, results, data, out, progress)
+    if report and not packaging:
+        _report(recipe, results, data, out, progress)
     return results
+
+
+def _report(
+    recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
+) -> None:
+    from compress.report_stages import make_report
+
+    make_report(recipe, results, data, out, progress)
 
 
 def _manifest(
@@ -147,6 +157,8 @@ def _reuse(folder: Path, key: str, name: str) -> StepResult | None:
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("key") != key:
         return None
+    if manifest.get("metrics", {}).get("skipped"):
+        return None  # skipped for want of a backend: try again, it may be installed now
     artifact = Artifact.from_json(manifest["artifact"], path=folder)
     return StepResult(name, folder, artifact, manifest, reused=True)
 
@@ -268,6 +280,7 @@ def _run_step(
             key=key,
             progress=progress,
             task=get_task(recipe.doc.task),
+            run_dir=out,
         )
         produced = step.info.apply(parent.artifact, step.config, ctx)
         artifact = relocate(produced, folder)

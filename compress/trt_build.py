@@ -31,45 +31,26 @@ from typing import Any, Literal
 
 from compress.artifacts import hash_files, hash_json
 from compress.errors import EngineBuildError, UserError
+from compress.trt_core import (
+    BACKEND_NAMES,
+    BuildFailed,
+    BuildOptions,
+    build_serialized,
+    collecting_logger,
+    network_flags,
+    parse,
+)
 
 Backend = Literal["tensorrt", "tensorrt_rtx"]
 BACKEND_MODULES: dict[str, Backend] = {"tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt_rtx"}
-BACKEND_NAMES = {"tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX"}
 INSTALL_HINT = (
     "pip install 'edge-compress[tensorrt-rtx]' (TensorRT-RTX, builds on a machine without "
     "a GPU), or install TensorRT from NVIDIA (JetPack on Jetson)"
 )
-# What TensorRT-RTX 1.7 can build for ahead of time (RTX-class GPUs; no SM90, no SM87).
-RTX_COMPUTE_CAPABILITIES = {
-    "7.5": "SM75",
-    "8.0": "SM80",
-    "8.6": "SM86",
-    "8.9": "SM89",
-    "12.0": "SM120",
-    "12.1": "SM121",
-}
 BUILD_FORMAT = 1  # bump when the builder code changes what an engine holds
 ENGINE_FILE = "engine.plan"
 INFO_FILE = "build.json"
 LOG_FILE = "build.log"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Everything besides the ONNX file and backend that shapes an engine.
-
-    `batch` and `sequence` are (min, opt, max) of the dynamic axes of every
-    input, taken in order (first dynamic axis = batch, second = sequence).
-    `compute_capabilities` only applies to TensorRT-RTX; full TensorRT builds
-    for the GPU it runs on.
-    """
-
-    precision: Literal["fp32", "fp16", "int8"]
-    batch: tuple[int, int, int] = (1, 1, 8)
-    sequence: tuple[int, int, int] = (1, 128, 128)
-    workspace_mb: int = 1024
-    sparsity: bool = False
-    compute_capabilities: tuple[str, ...] = ()
 
 
 @dataclass
@@ -165,9 +146,15 @@ def build_engine(
         if options.precision == "fp16" and backend == "tensorrt_rtx":
             # TensorRT-RTX networks are strongly typed (no FP16 flag): the graph must be FP16.
             source = to_fp16(onnx_path, Path(scratch) / "model_fp16.onnx")
-        logger = _collecting_logger(trt)
+        logger = collecting_logger(trt)
         started = time.perf_counter()
-        engine, network_info = _build(trt, backend, source, options, logger, timing_cache)
+        try:
+            engine, network_info = build_serialized(
+                trt, backend, source, options, logger, timing_cache
+            )
+        except BuildFailed as exc:
+            raise EngineBuildError(exc.what, exc.problems) from None
+        network_info["onnx_nodes"] = _onnx_nodes(source)
         seconds = time.perf_counter() - started
     info = {
         "backend": backend,
@@ -214,134 +201,30 @@ def to_fp16(source: Path, target: Path) -> Path:
     return target
 
 
-def _build(
-    trt: Any,
-    backend: Backend,
-    source: Path,
-    options: BuildOptions,
-    logger: Any,
-    timing_cache: Path | None,
-) -> tuple[bytes, dict[str, Any]]:
-    builder = trt.Builder(logger)
-    flags = _network_flags(trt)
-    network = builder.create_network(flags)
-    problems = _parse(trt, network, logger, source)
-    if problems:
-        raise EngineBuildError(
-            f"the {BACKEND_NAMES[backend]} ONNX parser rejected {source.name}", problems
-        )
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
-    inputs = _add_profile(builder, network, config, options)
-    if backend == "tensorrt":
-        if options.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif options.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ layers only: no calibrator is set
-    if options.sparsity:
-        config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
-    if backend == "tensorrt_rtx":
-        config.num_compute_capabilities = len(options.compute_capabilities)
-        for index, capability in enumerate(options.compute_capabilities):
-            value = getattr(trt.ComputeCapability, RTX_COMPUTE_CAPABILITIES[capability])
-            config.set_compute_capability(value, index)
-    cache = _load_timing_cache(config, timing_cache) if backend == "tensorrt" else None
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineBuildError(
-            f"{BACKEND_NAMES[backend]} could not build an engine from {source.name}",
-            logger.errors_list() or ["the builder returned no engine"],
-        )
-    if cache is not None and timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(serialized)), {
-        "network_layers": int(network.num_layers),
-        "onnx_nodes": _onnx_nodes(source),
-        "parser_errors": 0,
-        "inputs": inputs,
-        "outputs": [network.get_output(i).name for i in range(network.num_outputs)],
-    }
-
-
 def parser_errors(onnx_path: Path, backend: Backend) -> list[str]:
     """What the backend's ONNX parser refuses in `onnx_path` (empty: every node parsed).
 
     Parsing needs no GPU, so this works wherever the backend is installed.
     """
     trt = import_backend(backend)
-    logger = _collecting_logger(trt)
+    logger = collecting_logger(trt)
     builder = trt.Builder(logger)
-    return _parse(trt, builder.create_network(_network_flags(trt)), logger, onnx_path)
+    return parse(trt, builder.create_network(network_flags(trt)), logger, onnx_path)
 
 
 def supported_operator(backend: Backend) -> Any:
     """A function `op_type -> bool` answered by the backend's own ONNX parser."""
     trt = import_backend(backend)
-    logger = _collecting_logger(trt)
-    network = trt.Builder(logger).create_network(_network_flags(trt))
+    logger = collecting_logger(trt)
+    network = trt.Builder(logger).create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     return lambda op_type: bool(parser.supports_operator(op_type))
-
-
-def _network_flags(trt: Any) -> int:
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x
-        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    return 0
-
-
-def _parse(trt: Any, network: Any, logger: Any, source: Path) -> list[str]:
-    parser = trt.OnnxParser(network, logger)
-    if parser.parse_from_file(str(source)) and not parser.num_errors:
-        return []
-    problems = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-    return problems or ["parse failed without an error message: " + logger.errors()]
-
-
-def _parser_error(error: Any) -> str:
-    """'node_name (OpType): description' where the TensorRT version reports the node."""
-    name = error.node_name() if hasattr(error, "node_name") else ""
-    op = error.node_operator() if hasattr(error, "node_operator") else ""
-    where = name or f"node {error.node()}"
-    return f"{where}{f' ({op})' if op else ''}: {error.desc()}"
 
 
 def _onnx_nodes(path: Path) -> int:
     import onnx
 
     return len(onnx.load(str(path), load_external_data=False).graph.node)
-
-
-def _add_profile(
-    builder: Any, network: Any, config: Any, options: BuildOptions
-) -> dict[str, dict[str, list[int]]]:
-    """One optimization profile: dynamic axes set from (batch, sequence) ranges."""
-    profile = builder.create_optimization_profile()
-    shapes: dict[str, dict[str, list[int]]] = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        dims = list(tensor.shape)
-        dynamic = [axis for axis, size in enumerate(dims) if size < 0]
-        if len(dynamic) > 2:
-            raise EngineBuildError(
-                "cannot set an optimization profile",
-                [f"input {tensor.name} has {len(dynamic)} dynamic axes; only batch and sequence"],
-            )
-        picked = [list(dims), list(dims), list(dims)]
-        for axis, ranges in zip(dynamic, (options.batch, options.sequence), strict=False):
-            for which in range(3):
-                picked[which][axis] = ranges[which]
-        profile.set_shape(tensor.name, *picked)
-        shapes[tensor.name] = dict(zip(("min", "opt", "max"), picked, strict=True))
-    config.add_optimization_profile(profile)
-    return shapes
-
-
-def _load_timing_cache(config: Any, path: Path | None) -> Any:
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, False)
-    return cache
 
 
 def _store(folder: Path, engine: bytes, info: dict[str, Any], log: str) -> None:
@@ -355,30 +238,3 @@ def _store(folder: Path, engine: bytes, info: dict[str, Any], log: str) -> None:
         shutil.rmtree(partial, ignore_errors=True)
         return
     os.replace(partial, folder)
-
-
-def _collecting_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps INFO and above, for the build log and error messages."""
-
-    class Collecting(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.messages: list[tuple[str, str]] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.INFO:
-                self.messages.append((str(severity.name), msg))
-
-        def errors_list(self) -> list[str]:
-            return [m for s, m in self.messages if s in ("ERROR", "INTERNAL_ERROR")]
-
-        def errors(self) -> str:
-            return "; ".join(self.errors_list()) or "no error logged"
-
-        def count(self, severity: str) -> int:
-            return sum(1 for s, _ in self.messages if s == severity)
-
-        def text(self) -> str:
-            return "".join(f"[{s}] {m}\n" for s, m in self.messages)
-
-    return Collecting()

@@ -101,12 +101,14 @@ def build_report(
     stages: list[dict[str, Any]],
     method: dict[str, Any],
     not_run: list[dict[str, Any]] | None = None,
+    skipped: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report of `stages` (the first is the original), each with "vs_original".
 
     Predictions, when stages carry them, become an "agreement" figure and are
     not stored in the report. `not_run` lists artifacts built but not measured
-    here (TensorRT engines on a machine without a GPU), each with its reason.
+    here (TensorRT engines on a machine without a GPU), each with its reason;
+    `skipped` the steps that did not run (a backend was missing), each with why.
     """
     if not stages:
         raise UserError("no stages to report on")
@@ -123,6 +125,8 @@ def build_report(
     }
     if not_run:
         report["not_run"] = [dict(entry) for entry in not_run]
+    if skipped:
+        report["skipped"] = [dict(entry) for entry in skipped]
     return report
 
 
@@ -231,6 +235,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- {e.get('step')}:{e.get('variant')} (`{e.get('file')}`): {e.get('reason')}"
             for e in report["not_run"]
         ]
+    if report.get("skipped"):
+        lines += ["", "Skipped steps (their input passed on unchanged):", ""]
+        lines += [f"- {e.get('step')}: {e.get('reason')}" for e in report["skipped"]]
     lines += ["", "## Method", "", _method_text(report), ""]
     return "\n".join(lines)
 

@@ -53,6 +53,7 @@ class PassContext:
     progress: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
     task: Task = field(default_factory=lambda: get_task("text-classification"))
+    run_dir: Path | None = None  # the run folder, for passes that package the whole run
 
     def log(self, message: str) -> None:
         print(f"  {message}", flush=True)
@@ -74,16 +75,24 @@ class PassInfo:
     with what the previous step hands over (None: fine), checked at validation.
     `tasks` are the tasks it serves; `check(config, task)` rejects, before any
     model loads, options that the recipe's task cannot use (raise ValueError).
+    `consumes` may name several kinds. An `after_report` pass (`bundle`) runs
+    after the report is written, so it can read the run's measured figures.
     """
 
     name: str
     summary: str
     config: type[PassConfig]
     apply: Callable[[Artifact, Any, PassContext], Artifact]
-    consumes: ArtifactKind
+    consumes: ArtifactKind | tuple[ArtifactKind, ...]
     produces: ArtifactKind
     requires: tuple[Requirement, ...] = ()
     requires_for: Callable[[Any], tuple[Requirement, ...]] | None = None
     check_input: Callable[[Any, str | None, Any], str | None] | None = None
     tasks: tuple[str, ...] = ALL_TASKS
     check: Callable[[Any, str], None] | None = None
+    after_report: bool = False
+
+    @property
+    def accepts(self) -> tuple[ArtifactKind, ...]:
+        """The artifact kinds this pass takes as input."""
+        return self.consumes if isinstance(self.consumes, tuple) else (self.consumes,)

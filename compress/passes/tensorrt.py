@@ -22,10 +22,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from compress.artifacts import Artifact, Variant, copy_preprocessing
+from compress.artifacts import (
+    MANIFEST,
+    Artifact,
+    Variant,
+    copy_preprocessing,
+    hash_json,
+    link_or_copy,
+)
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement
 
+# files in a step folder that belong to the run, not to the model (report caches, temporaries)
+SCRATCH = (".", "eval-", "bench-", "labels-")
 ComputeCapability = Literal["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]
 DEFAULT_RTX_TARGETS: tuple[ComputeCapability, ...] = ("8.0", "8.6", "8.9", "12.0", "12.1")
 
@@ -73,6 +82,11 @@ class TensorRTConfig(PassConfig):
     cache_dir: str | None = Field(
         None, description="engine cache; default ~/.cache/compress/engines"
     )
+    if_missing: Literal["error", "skip"] = Field(
+        "error",
+        description="no TensorRT here: error (at validation), or skip: the step passes its "
+        "input on and records why",
+    )
 
     @field_validator("compute_capability", mode="before")
     @classmethod
@@ -95,6 +109,8 @@ class TensorRTConfig(PassConfig):
 def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
     from compress.trt_build import BACKEND_MODULES, INSTALL_HINT
 
+    if cfg.if_missing == "skip":
+        return ()  # checked when the step runs, which then skips with one line
     if cfg.backend == "auto":
         return ((tuple(BACKEND_MODULES.values()), INSTALL_HINT),)
     return ((BACKEND_MODULES[cfg.backend], INSTALL_HINT),)
@@ -137,11 +153,18 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
         BuildOptions,
         build_engine,
         default_cache_dir,
+        import_backend,
         resolve_backend,
     )
 
-    backend = resolve_backend(cfg.backend)
     variant = source_variant(artifact, cfg.precision)
+    try:
+        backend = resolve_backend(cfg.backend)
+        import_backend(backend)
+    except UserError as exc:
+        if cfg.if_missing == "error":
+            raise
+        return skip(artifact, _missing_reason(cfg.backend, str(exc)), ctx)
     source = artifact.file(variant)
     capabilities: tuple[str, ...] = ()
     if backend == "tensorrt_rtx":
@@ -189,8 +212,41 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
     engine = Variant(
         f"{cfg.precision}-engine", "tensorrt", cfg.precision, "tensorrt", engine_file, note
     )
-    meta = {**artifact.meta, "engine_source": variant.file, "tensorrt": ctx.metrics["tensorrt"]}
+    meta = {
+        **artifact.meta,
+        "engine_source": variant.file,
+        "engine_source_step": artifact.path.name,
+        "tensorrt": ctx.metrics["tensorrt"],
+    }
     return Artifact("engine", ctx.work_dir, ctx.key, [engine], meta)
+
+
+SKIP_HINT = "pip install tensorrt-rtx-cu13==1.7.1.116 or use JetPack's tensorrt"
+
+
+def _missing_reason(requested: str, error: str) -> str:
+    if "cannot be loaded" in error:
+        return error.split(": pip install", 1)[0]
+    if requested == "auto":
+        return "no TensorRT backend installed"
+    return f"backend '{requested}' is not installed"
+
+
+def skip(artifact: Artifact, reason: str, ctx: PassContext) -> Artifact:
+    """Pass `artifact` on unchanged (its files linked into the step folder), saying why.
+
+    The manifest's metrics hold `skipped: reason`; the report lists the step as
+    skipped instead of measuring its files again, and a later run tries again
+    (the backend may have been installed since).
+    """
+    ctx.log(f"tensorrt: skipped — {reason}; {SKIP_HINT}")
+    ctx.metrics["skipped"] = reason
+    for item in sorted(artifact.path.iterdir()):
+        if item.is_file() and item.name != MANIFEST and not item.name.startswith(SCRATCH):
+            link_or_copy(item, ctx.work_dir / item.name)
+    meta = {**artifact.meta, "skipped": reason}
+    key = hash_json([ctx.key, "skipped", artifact.key])
+    return Artifact(artifact.kind, ctx.work_dir, key, list(artifact.variants), meta)
 
 
 PASS = PassInfo(

@@ -204,3 +204,25 @@ def test_auto_needs_either_backend() -> None:
         message
         == "pass 'tensorrt' needs 'tensorrt' or 'tensorrt_rtx', and neither is installed: hint"
     )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt installed")
+def test_if_missing_skip_validates_and_passes_the_input_on(
+    tiny_qdq: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
+) -> None:
+    from compress.errors import UserError
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "passes:\n  - export_onnx\n  - quantize: {targets: [tensorrt]}\n"
+        "  - tensorrt: {backend: tensorrt, if_missing: skip}\n"
+    )
+    assert load_recipe(path).steps[2].config.if_missing == "skip"  # type: ignore[attr-defined]
+    ctx = make_ctx("skip")
+    out = apply(tiny_qdq, TensorRTConfig(backend="tensorrt", if_missing="skip"), ctx)
+    assert ctx.metrics == {"skipped": "backend 'tensorrt' is not installed"}
+    assert out.kind == "onnx" and out.variants == tiny_qdq.variants and out.key != tiny_qdq.key
+    for variant in out.variants:
+        assert out.file(variant).read_bytes() == tiny_qdq.file(variant).read_bytes()
+    with pytest.raises(UserError, match="'tensorrt' is not installed"):
+        apply(tiny_qdq, TensorRTConfig(backend="tensorrt"), make_ctx("error"))

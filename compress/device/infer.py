@@ -1,0 +1,138 @@
+"""Classify texts or images with this bundle's model, and print one label per input.
+
+    python3 infer.py "a gripping, funny film" "two dull hours"      # text model
+    python3 infer.py digit.png photo.jpg                              # image model
+    python3 infer.py --runtime tensorrt "..."    # the engine build_engine.py wrote
+
+Runs with ONNX Runtime (`pip install -r requirements.txt`) unless an engine
+(model.engine) is present, then with TensorRT (needs `tensorrt` and PyTorch
+with CUDA for the GPU buffers, both part of a JetPack setup). Preprocessing
+follows the bundle's tokenizer.json or preprocessor_config.json, as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def text_feeds(texts: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """input_ids / attention_mask / token_type_ids (int64) from the bundle's tokenizer."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(HERE / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=int(manifest["max_length"]))
+    pad = manifest.get("pad_token", "[PAD]")
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
+    encoded = tokenizer.encode_batch(texts)
+    columns = {
+        "input_ids": [e.ids for e in encoded],
+        "attention_mask": [e.attention_mask for e in encoded],
+        "token_type_ids": [e.type_ids for e in encoded],
+    }
+    return {name: np.asarray(columns[name], dtype=np.int64) for name in manifest["model"]["inputs"]}
+
+
+def image_feeds(paths: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """pixel_values [N, C, size, size]: resized, scaled to [0, 1], normalized per channel."""
+    import numpy as np
+    from PIL import Image
+
+    config = json.loads((HERE / "preprocessor_config.json").read_text())
+    size, channels = int(config["size"]), int(config["channels"])
+    mean = np.asarray(config["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(config["std"], dtype=np.float32)[:, None, None]
+    batch = np.empty((len(paths), channels, size, size), dtype=np.float32)
+    for i, path in enumerate(paths):
+        with Image.open(path) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        batch[i] = (pixels - mean) / std
+    (name,) = manifest["model"]["inputs"]
+    return {name: batch}
+
+
+def run_onnxruntime(feeds: dict[str, Any], manifest: dict[str, Any], cpu_only: bool) -> Any:
+    import onnxruntime as ort
+
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers = [p for p in wanted if p in ort.get_available_providers()]
+    if cpu_only:
+        providers = ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(HERE / manifest["model"]["file"]), providers=providers)
+    return session.run(None, feeds)[0]
+
+
+def run_tensorrt(feeds: dict[str, Any], engine_file: Path) -> Any:
+    """Run the serialized engine on the GPU (buffers held by PyTorch tensors)."""
+    import tensorrt as trt
+    import torch
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(engine_file.read_bytes())
+    context = engine.create_execution_context()
+    kept = []
+    output_name = None
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+            tensor = torch.from_numpy(feeds[name]).cuda()
+            context.set_input_shape(name, tuple(tensor.shape))
+            context.set_tensor_address(name, tensor.data_ptr())
+            kept.append(tensor)
+        else:
+            output_name = name
+    if output_name is None:
+        raise RuntimeError(f"{engine_file} has no output tensor")
+    shape = tuple(context.get_tensor_shape(output_name))
+    output = torch.empty(shape, dtype=torch.float32, device="cuda")
+    context.set_tensor_address(output_name, output.data_ptr())
+    stream = torch.cuda.current_stream()
+    if not context.execute_async_v3(stream.cuda_stream):
+        raise RuntimeError("TensorRT could not run the engine")
+    stream.synchronize()
+    return output.cpu().numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print a label for each text or image")
+    parser.add_argument("inputs", nargs="+", help="texts (text model) or image files")
+    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    parser.add_argument("--cpu", action="store_true", help="ONNX Runtime on the CPU only")
+    args = parser.parse_args(argv)
+    manifest: dict[str, Any] = json.loads((HERE / "manifest.json").read_text())
+    import numpy as np
+
+    if manifest["task"] == "image-classification":
+        feeds = image_feeds(args.inputs, manifest)
+    else:
+        feeds = text_feeds(args.inputs, manifest)
+    engine = HERE / "model.engine"
+    runtime = args.runtime
+    if runtime == "auto":
+        runtime = "tensorrt" if engine.is_file() and not args.cpu else "onnxruntime"
+    if runtime == "tensorrt":
+        logits = run_tensorrt(feeds, engine)
+    else:
+        logits = run_onnxruntime(feeds, manifest, args.cpu)
+    logits = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = exp / exp.sum(axis=-1, keepdims=True)
+    labels = manifest["labels"]
+    for item, row in zip(args.inputs, probabilities, strict=True):
+        best = int(row.argmax())
+        print(f"{labels[best]}\t{row[best]:.3f}\t{item}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
