@@ -221,13 +221,13 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
                 "per_channel_weights": form.per_channel_weights,
             }
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
-    ctx.metrics["validation_accuracy"] = _validation_accuracy(
+    ctx.metrics["validation_accuracy"] = validation_accuracy(
         ctx, processor, [ctx.work_dir / v.file for v in variants if v.file]
     )
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
 
 
-def _validation_accuracy(ctx: PassContext, processor: Any, files: list[Path]) -> dict[str, float]:
+def validation_accuracy(ctx: PassContext, processor: Any, files: list[Path]) -> dict[str, float]:
     """Validation accuracy of each INT8 file, so a drop is seen where it happens."""
     from compress.data.text import sorted_batches
     from compress.onnx_tools import feeds_for, session
