@@ -53,3 +53,16 @@ def test_qat_recipe_order_and_tensorrt_input() -> None:
 
     assert _check_input(TensorRTConfig(precision="int8"), "qat", None) is None
     assert _check_input(TensorRTConfig(precision="fp16"), "qat", None) is not None
+
+
+def test_recipe_puts_qat_where_export_and_quantize_would_be(tmp_path: Path) -> None:
+    from compress.errors import RecipeError
+    from compress.recipe import load_recipe
+
+    good = tmp_path / "good.yaml"
+    good.write_text("passes:\n  - qat: {epochs: 1}\n  - tensorrt: {precision: int8}\n")
+    assert [s.name for s in load_recipe(good).steps] == ["qat", "tensorrt"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("passes:\n  - export_onnx\n  - qat\n")
+    with pytest.raises(RecipeError, match="needs a Hugging Face model"):
+        load_recipe(bad)
