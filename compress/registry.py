@@ -16,6 +16,7 @@ PASS_MODULES: dict[str, str] = {
     "prune_vocab": "compress.passes.prune_vocab",
     "export_onnx": "compress.passes.export_onnx",
     "quantize": "compress.passes.quantize",
+    "qat": "compress.passes.qat",
     "tensorrt": "compress.passes.tensorrt",
     "bundle": "compress.passes.bundle",
 }

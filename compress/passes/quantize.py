@@ -1,4 +1,4 @@
-"""`quantize`: post-training INT8 quantization of an ONNX model (ONNX Runtime).
+"""`quantize`: post-training INT8 quantization of an ONNX model (ONNX Runtime or NNCF).
 
 One INT8 format does not serve every target, so the pass writes one file per
 target:
@@ -12,23 +12,31 @@ target:
   weights and zero points 0, on MatMul/Gemm/Conv only and with float biases: the
   explicit-quantization form NVIDIA's ONNX parser accepts. Built from the
   portable graph and calibrated on training data.
+
+`backend: nncf` calibrates the Q/DQ files with NNCF instead (with fast bias
+correction and, for transformers, optional SmoothQuant); dynamic INT8 exists
+only in ONNX Runtime. `max_accuracy_drop` bounds the validation accuracy lost
+against the FP32 file: past it, the layers with the largest quantization error
+stay float until the drop is within budget (see `compress.quant_sensitivity`).
+The top layers by quantization error are recorded for every Q/DQ file.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.errors import PassFailed
-from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
+from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList, Requirement
+from compress.quant_sensitivity import keep_float_within_budget, layer_errors
 
 Target = Literal["cpu", "tensorrt"]
 
@@ -51,6 +59,28 @@ class QuantizeConfig(PassConfig):
     exclude: RegexList = Field(
         [], description="regexes of ONNX node names kept in float (e.g. '.*classifier.*')"
     )
+    backend: Literal["ort", "nncf"] = Field(
+        "ort", description="who calibrates the Q/DQ files: ONNX Runtime or NNCF"
+    )
+    fast_bias_correction: bool = Field(
+        True, description="backend nncf: correct the bias shift INT8 weights cause"
+    )
+    smooth_quant_alpha: float | None = Field(
+        None, gt=0, lt=1, description="backend nncf: SmoothQuant alpha for MatMuls (None: off)"
+    )
+    max_accuracy_drop: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="validation accuracy points an INT8 file may lose vs the FP32 file; past "
+        "it the most error-prone layers stay float",
+    )
+    max_float_layers: int = Field(
+        8, ge=1, le=1000, description="at most this many layers kept float by max_accuracy_drop"
+    )
+    top_k_errors: int = Field(
+        10, ge=0, le=1000, description="layers with the largest quantization error to record"
+    )
 
     @field_validator("targets")
     @classmethod
@@ -58,6 +88,19 @@ class QuantizeConfig(PassConfig):
         if len(set(value)) != len(value):
             raise ValueError("targets must not repeat")
         return value
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> QuantizeConfig:
+        if self.backend == "nncf" and "cpu" in self.targets and self.cpu_mode == "dynamic":
+            raise ValueError(
+                "backend nncf writes calibrated Q/DQ only: set cpu_mode: static, "
+                "or targets: [tensorrt]"
+            )
+        if self.backend == "ort" and self.smooth_quant_alpha is not None:
+            raise ValueError("smooth_quant_alpha needs backend: nncf")
+        if self.backend == "nncf" and self.method != "minmax":
+            raise ValueError("backend nncf calibrates with its own min-max; remove method")
+        return self
 
 
 class _Reader:
@@ -101,28 +144,51 @@ def _calibration_method(cfg: QuantizeConfig) -> Any:
     }[cfg.method]
 
 
-def _static(
-    source: Path,
-    target: Path,
-    cfg: QuantizeConfig,
-    ctx: PassContext,
-    processor: Any,
-    tensorrt: bool,
-) -> None:
+def _calibration_reader(
+    source: Path, cfg: QuantizeConfig, ctx: PassContext, processor: Any
+) -> _Reader:
     import onnx
 
     names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
     rng = np.random.default_rng(ctx.seed)
     train = ctx.data.train.inputs
     pick = rng.choice(len(train), size=min(cfg.calibration_samples, len(train)), replace=False)
-    reader = _Reader(ctx, processor, [train[int(i)] for i in pick], names)
+    return _Reader(ctx, processor, [train[int(i)] for i in pick], names)
+
+
+def _static(
+    source: Path,
+    target: Path,
+    cfg: QuantizeConfig,
+    reader: _Reader,
+    tensorrt: bool,
+    keep_float: list[str],
+    transformer: bool,
+) -> None:
+    """Calibrated Q/DQ INT8 of `source` (symmetric S8S8 for TensorRT), `keep_float` nodes float."""
+    excluded = sorted({*_excluded(source, cfg.exclude), *keep_float})
+    if cfg.backend == "nncf":
+        from compress.nncf_backend import quantize_onnx
+
+        quantize_onnx(
+            source,
+            target,
+            reader.batches,
+            symmetric=tensorrt,
+            transformer=transformer,
+            fast_bias_correction=cfg.fast_bias_correction,
+            smooth_quant_alpha=cfg.smooth_quant_alpha,
+            keep_float=excluded,
+        )
+        return
     extra: dict[str, object] = {"CalibPercentile": cfg.percentile}
     kwargs: dict[str, object] = {}
     if tensorrt:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True, QuantizeBias=False)
         kwargs["op_types_to_quantize"] = ["MatMul", "Gemm", "Conv"]
+    reader.rewind()
     try:
-        _run_quantize_static(source, target, reader, cfg, tensorrt, extra, kwargs)
+        _run_quantize_static(source, target, reader, cfg, tensorrt, extra, kwargs, excluded)
     except ValueError as exc:  # histogram calibration on degenerate activations
         raise PassFailed(
             f"INT8 calibration ({cfg.method}) failed on {source.name}: {exc}; "
@@ -138,6 +204,7 @@ def _run_quantize_static(
     tensorrt: bool,
     extra: dict[str, object],
     kwargs: dict[str, object],
+    excluded: list[str],
 ) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -150,7 +217,7 @@ def _run_quantize_static(
         weight_type=QuantType.QInt8,
         per_channel=cfg.per_channel,
         calibrate_method=_calibration_method(cfg),
-        nodes_to_exclude=_excluded(source, cfg.exclude),
+        nodes_to_exclude=excluded,
         extra_options=extra,
         **kwargs,
     )
@@ -174,60 +241,165 @@ def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact
 
 
 def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from compress.qdq_check import check_qdq
-
     processor = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)  # config + tokenizer beside the INT8 files
     variants: list[Variant] = []
+    budget = _Budget(cfg, ctx, processor) if cfg.max_accuracy_drop is not None else None
     for target in cfg.targets:
         # Dynamic INT8 runs best on ONNX Runtime's fused graph; calibrated Q/DQ needs the
         # plain operators (ONNX Runtime fuses Q/DQ itself at load time, TensorRT parses them).
         fused = target == "cpu" and cfg.cpu_mode == "dynamic"
-        source_variant = artifact.for_target("cpu" if fused else "portable")
-        source = artifact.file(source_variant)
-        if target == "cpu":
+        source = artifact.file(artifact.for_target("cpu" if fused else "portable"))
+        if fused:
             out = ctx.work_dir / "model_int8_cpu.onnx"
-            ctx.log(f"INT8 {cfg.cpu_mode} for cpu from {source.name}")
-            if cfg.cpu_mode == "dynamic":
-                quantize_dynamic(
-                    str(source),
-                    str(out),
-                    weight_type=QuantType.QInt8,
-                    per_channel=cfg.per_channel,
-                    nodes_to_exclude=_excluded(source, cfg.exclude),
-                    # fused ONNX Runtime ops defeat shape inference; their outputs are float
-                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-                )
-            else:
-                _static(source, out, cfg, ctx, processor, tensorrt=False)
-            variants.append(Variant(f"int8-{cfg.cpu_mode}", "onnxruntime", "int8", "cpu", out.name))
-        else:
-            out = ctx.work_dir / "model_int8_qdq.onnx"
-            ctx.log(
-                f"INT8 symmetric Q/DQ for TensorRT from {source.name} ({cfg.method} calibration)"
-            )
-            _static(source, out, cfg, ctx, processor, tensorrt=True)
-            form = check_qdq(out)
-            if not form.ok:
-                raise PassFailed(
-                    f"{out.name} is not TensorRT-ready Q/DQ: {'; '.join(form.problems[:3])}"
-                )
-            ctx.metrics["tensorrt_qdq"] = {
-                "quantize_nodes": form.quantize_nodes,
-                "dequantize_nodes": form.dequantize_nodes,
-                "per_channel_weights": form.per_channel_weights,
-            }
+            ctx.log(f"INT8 dynamic for cpu from {source.name}")
+            _dynamic(source, out, cfg)
+            if budget is not None:
+                budget.check_only(source, out)
+            variants.append(Variant("int8-dynamic", "onnxruntime", "int8", "cpu", out.name))
+            continue
+        tensorrt = target == "tensorrt"
+        out = ctx.work_dir / ("model_int8_qdq.onnx" if tensorrt else "model_int8_cpu.onnx")
+        form = "symmetric Q/DQ for TensorRT" if tensorrt else "static Q/DQ for cpu"
+        ctx.log(f"INT8 {form} from {source.name} ({cfg.backend} calibration)")
+        reader = _calibration_reader(source, cfg, ctx, processor)
+        transformer = ctx.task.input_kind == "texts"
+
+        def build(
+            keep_float: list[str],
+            source: Path = source,
+            out: Path = out,
+            reader: _Reader = reader,
+            tensorrt: bool = tensorrt,
+            transformer: bool = transformer,
+        ) -> Path:
+            _static(source, out, cfg, reader, tensorrt, keep_float, transformer)
+            return out
+
+        build([])
+        ranking = layer_errors(source, out, reader.batches[:4])
+        ctx.metrics.setdefault("quantization_error", {})[out.name] = [
+            e.to_json() for e in ranking[: cfg.top_k_errors]
+        ]
+        if budget is not None:
+            budget.fallback(source, out, build, [e.node for e in ranking])
+        if tensorrt:
+            _check_tensorrt_form(out, cfg, ctx)
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
-    ctx.metrics["validation_accuracy"] = _validation_accuracy(
+        else:
+            variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
+    ctx.metrics["validation_accuracy"] = validation_accuracy(
         ctx, processor, [ctx.work_dir / v.file for v in variants if v.file]
     )
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
 
 
-def _validation_accuracy(ctx: PassContext, processor: Any, files: list[Path]) -> dict[str, float]:
+def _dynamic(source: Path, out: Path, cfg: QuantizeConfig) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=cfg.per_channel,
+        nodes_to_exclude=_excluded(source, cfg.exclude),
+        # fused ONNX Runtime ops defeat shape inference; their outputs are float
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def _check_tensorrt_form(out: Path, cfg: QuantizeConfig, ctx: PassContext) -> None:
+    """ONNX Runtime's symmetric Q/DQ must pass check_qdq; NNCF's is checked and reported."""
+    from compress.qdq_check import check_qdq
+
+    form = check_qdq(out)
+    ctx.metrics["tensorrt_qdq"] = {
+        "ok": form.ok,
+        "quantize_nodes": form.quantize_nodes,
+        "dequantize_nodes": form.dequantize_nodes,
+        "per_channel_weights": form.per_channel_weights,
+        "problems": form.problems[:10],
+    }
+    if not form.ok:
+        raise PassFailed(
+            f"{out.name} ({cfg.backend} backend) is not TensorRT-ready Q/DQ: "
+            f"{'; '.join(form.problems[:3])}"
+        )
+
+
+class _Budget:
+    """`max_accuracy_drop`: the FP32 reference accuracy and the fallback per INT8 file."""
+
+    def __init__(self, cfg: QuantizeConfig, ctx: PassContext, processor: Any) -> None:
+        self.cfg, self.ctx, self.processor = cfg, ctx, processor
+        self.reference: dict[Path, float] = {}
+
+    def _accuracy(self, file: Path) -> float:
+        return validation_accuracy(self.ctx, self.processor, [file], log=False)[file.name]
+
+    def _drop(self, source: Path, out: Path) -> tuple[float, float]:
+        if source not in self.reference:
+            self.reference[source] = self._accuracy(source)
+        accuracy = self._accuracy(out)
+        return accuracy, 100 * (self.reference[source] - accuracy)
+
+    def check_only(self, source: Path, out: Path) -> None:
+        accuracy, drop = self._drop(source, out)
+        within = drop <= float(self.cfg.max_accuracy_drop or 0)
+        self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = {
+            "fp32_accuracy": self.reference[source],
+            "accuracy": accuracy,
+            "drop_points": drop,
+            "within_budget": within,
+            "float_layers": [],
+            "note": "dynamic INT8 is checked, not searched: the fallback works on Q/DQ files",
+        }
+        if not within:
+            self.ctx.log(f"{out.name}: drop {drop:.2f} points is over max_accuracy_drop")
+
+    def fallback(
+        self, source: Path, out: Path, build: Callable[[list[str]], Path], ranking: list[str]
+    ) -> None:
+        budget = float(self.cfg.max_accuracy_drop or 0)
+        accuracy, drop = self._drop(source, out)
+        record: dict[str, Any] = {
+            "fp32_accuracy": self.reference[source],
+            "all_int8_accuracy": accuracy,
+            "all_int8_drop_points": drop,
+            "float_layers": [],
+            "accuracy": accuracy,
+            "drop_points": drop,
+            "within_budget": drop <= budget,
+        }
+        if drop > budget:
+            self.ctx.log(
+                f"{out.name}: drop {drop:.2f} points > {budget:g}; keeping the layers with the "
+                "largest quantization error in float"
+            )
+            result = keep_float_within_budget(
+                build,
+                self._accuracy,
+                self.reference[source],
+                budget,
+                ranking,
+                self.cfg.max_float_layers,
+                self.ctx.log,
+            )
+            if result.tries:
+                record.update(
+                    float_layers=result.float_layers,
+                    accuracy=result.accuracy,
+                    drop_points=100 * (self.reference[source] - result.accuracy),
+                    within_budget=result.within_budget,
+                    tries=result.tries,
+                )
+        self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = record
+
+
+def validation_accuracy(
+    ctx: PassContext, processor: Any, files: list[Path], log: bool = True
+) -> dict[str, float]:
     """Validation accuracy of each INT8 file, so a drop is seen where it happens."""
     from compress.data.text import sorted_batches
     from compress.onnx_tools import feeds_for, session
@@ -243,15 +415,22 @@ def _validation_accuracy(ctx: PassContext, processor: Any, files: list[Path]) ->
             batch = ctx.task.collate(processor, encoded, idx)
             preds[idx] = sess.run(None, feeds_for(sess, batch))[0].argmax(-1)
         out[file.name] = float((preds == split.labels).mean())
-        ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")
+        if log:
+            ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")
     return out
+
+
+def _requires(cfg: QuantizeConfig) -> tuple[Requirement, ...]:
+    return (("nncf", "pip install 'edge-compress[nncf]'"),) if cfg.backend == "nncf" else ()
 
 
 PASS = PassInfo(
     name="quantize",
-    summary="Post-training INT8 (ONNX Runtime): CPU dynamic/static, symmetric Q/DQ for TensorRT.",
+    summary="Post-training INT8 (ONNX Runtime or NNCF): CPU dynamic/static, TensorRT Q/DQ; "
+    "optional accuracy budget.",
     config=QuantizeConfig,
     apply=apply,
     consumes="onnx",
     produces="onnx",
+    requires_for=_requires,
 )

@@ -117,13 +117,15 @@ def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
 
 
 def _check_input(cfg: TensorRTConfig, previous: str | None, previous_cfg: Any) -> str | None:
-    """int8 needs quantize's TensorRT Q/DQ file; fp32/fp16 need the export's FP32 file."""
+    """int8 needs a TensorRT Q/DQ file (quantize or qat); fp32/fp16 need the export's FP32 file."""
     if cfg.precision == "int8":
+        if previous == "qat":
+            return None
         targets = getattr(previous_cfg, "targets", [])
         if previous != "quantize" or "tensorrt" not in targets:
             return (
-                "precision int8 builds the Q/DQ file of a 'quantize' pass with 'tensorrt' in "
-                "its targets, right before this pass (or set precision: fp16)"
+                "precision int8 builds the Q/DQ file of 'qat', or of a 'quantize' pass with "
+                "'tensorrt' in its targets, right before this pass (or set precision: fp16)"
             )
     elif previous != "export_onnx":
         return (

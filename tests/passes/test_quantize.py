@@ -103,3 +103,111 @@ def test_config_validation() -> None:
         QuantizeConfig(targets=["cpu", "cpu"])
     with pytest.raises(ValueError, match="valid regex"):
         QuantizeConfig(exclude=["("])
+
+
+def test_top_layers_by_quantization_error_are_recorded(
+    onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    ctx = _ctx(tmp_path, tiny_dataset)
+    apply(
+        onnx_input,
+        QuantizeConfig(targets=["tensorrt"], calibration_samples=16, top_k_errors=3),
+        ctx,
+    )
+    top = ctx.metrics["quantization_error"]["model_int8_qdq.onnx"]
+    assert len(top) == 3
+    assert [e["added"] for e in top] == sorted((e["added"] for e in top), reverse=True)
+    assert all(e["op_type"] in ("MatMul", "Gemm") and e["error"] > 0 for e in top)
+
+
+def test_accuracy_budget_is_recorded_against_the_fp32_file(
+    onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    ctx = _ctx(tmp_path, tiny_dataset)
+    cfg = QuantizeConfig(targets=["tensorrt"], calibration_samples=16, max_accuracy_drop=0.0)
+    apply(onnx_input, cfg, ctx)
+    record = ctx.metrics["accuracy_budget"]["model_int8_qdq.onnx"]
+    int8 = ctx.metrics["validation_accuracy"]["model_int8_qdq.onnx"]
+    assert record["accuracy"] == int8
+    assert record["drop_points"] == pytest.approx(100 * (record["fp32_accuracy"] - int8))
+    assert record["within_budget"] == (record["drop_points"] <= 0)
+    assert record["within_budget"] or record["float_layers"]
+
+
+def test_fallback_keeps_the_worst_layers_in_float_until_the_budget_is_met(
+    onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    """The search, on real files: score = -(mean |logit error| vs FP32), budget = 0.99x all-INT8."""
+    from compress.onnx_tools import feeds_for, parity_batches, session
+    from compress.passes.quantize import _calibration_reader, _static
+    from compress.quant_sensitivity import keep_float_within_budget, layer_errors
+
+    ctx = _ctx(tmp_path, tiny_dataset)
+    cfg = QuantizeConfig(targets=["tensorrt"], calibration_samples=16)
+    source, out = onnx_input.path / "model.onnx", tmp_path / "model_int8_qdq.onnx"
+    tokenizer = ctx.task.load_processor(onnx_input.path)
+    reader = _calibration_reader(source, cfg, ctx, tokenizer)
+    batches = parity_batches(tokenizer, tiny_dataset.validation.texts, 32)
+    fp32 = session(source)
+    reference = [fp32.run(None, feeds_for(fp32, b))[0] for b in batches]
+
+    def build(keep_float: list[str]) -> Path:
+        _static(source, out, cfg, reader, True, keep_float, True)
+        return out
+
+    def score(path: Path) -> float:
+        sess = session(path)
+        errors = [
+            np.abs(sess.run(None, feeds_for(sess, b))[0] - r).mean()
+            for b, r in zip(batches, reference, strict=True)
+        ]
+        return -float(np.mean(errors))
+
+    all_int8 = score(build([]))
+    ranking = [e.node for e in layer_errors(source, out, reader.batches[:4])]
+    assert len(ranking) >= 4
+    budget = -all_int8 * 100 * 0.99  # any real improvement on all-INT8 meets it
+    result = keep_float_within_budget(build, score, 0.0, budget, ranking, 4, lambda _: None)
+    assert result.within_budget
+    assert result.float_layers == ranking[: len(result.float_layers)]
+    assert result.accuracy > all_int8
+    graph = onnx.load(str(out)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.name in result.float_layers:
+            assert all(producers.get(i) != "DequantizeLinear" for i in node.input)
+    # a budget nothing meets stops at max_layers and says so
+    never = keep_float_within_budget(build, score, 1.0, 0.0, ranking, 2, lambda _: None)
+    assert not never.within_budget and len(never.float_layers) == 2
+    assert [t["float_layers"] for t in never.tries] == [1, 2]
+
+
+def test_nncf_backend_writes_working_int8(
+    onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    pytest.importorskip("nncf")
+    ctx = _ctx(tmp_path, tiny_dataset)
+    cfg = QuantizeConfig(targets=["tensorrt"], backend="nncf", calibration_samples=16)
+    out = apply(onnx_input, cfg, ctx)
+    path = out.file(out.variants[0])
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    assert ctx.metrics["tensorrt_qdq"]["ok"]
+    # it runs, and its logits follow the FP32 file's on real validation batches
+    from compress.onnx_tools import feeds_for, parity_batches, session
+
+    tokenizer = ctx.task.load_processor(onnx_input.path)
+    fp32, int8 = session(onnx_input.path / "model.onnx"), session(path)
+    for batch in parity_batches(tokenizer, tiny_dataset.validation.texts, 32):
+        ref = fp32.run(None, feeds_for(fp32, batch))[0]
+        got = int8.run(None, feeds_for(int8, batch))[0]
+        assert np.abs(got - ref).max() < 0.25 * np.abs(ref).max()
+    assert 0.0 <= ctx.metrics["validation_accuracy"][path.name] <= 1.0
+
+
+def test_backend_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="cpu_mode: static"):
+        QuantizeConfig(backend="nncf")
+    with pytest.raises(ValueError, match="needs backend: nncf"):
+        QuantizeConfig(smooth_quant_alpha=0.5)
+    assert QuantizeConfig(backend="nncf", targets=["tensorrt"], smooth_quant_alpha=0.5)

@@ -1,0 +1,155 @@
+"""`qat`: quantization-aware training with NNCF, exported as TensorRT-ready INT8 Q/DQ.
+
+Takes the PyTorch model (not an ONNX file: training needs the weights), so it
+stands where `export_onnx` + `quantize` would, and hands the next pass an ONNX
+artifact. Steps:
+
+1. insert symmetric INT8 fake quantizers (per-channel weights, zero points 0)
+   with NNCF, calibrated on training rows: this is static PTQ in PyTorch;
+2. train the fake-quant model for `epochs`, by default distilling from the
+   FP32 input model (its logits, computed once), so weights and quantizer
+   scales adapt to INT8 rounding;
+3. strip NNCF's quantizers to torch fake-quant ops, export with the
+   TorchScript exporter, fold weight quantizers into int8 initializers, and
+   check the file against the fake-quant PyTorch model (`atol`) and against
+   TensorRT's Q/DQ rules (`check_qdq`).
+
+Why a pass of its own and not `quantize mode: qat`: `quantize` consumes ONNX
+and QAT consumes PyTorch weights; one pass per artifact kind keeps the recipe
+order checks honest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from compress.artifacts import Artifact, Variant, copy_preprocessing
+from compress.errors import PassFailed
+from compress.nncf_backend import INSTALL_HINT
+from compress.passes.base import PassContext, PassInfo, RegexList
+from compress.training import (
+    LossFn,
+    TrainConfig,
+    accuracy,
+    cross_entropy,
+    default_device,
+    distillation_loss_fn,
+    split_logits,
+    train,
+)
+
+OUTPUT = "model_int8_qdq.onnx"
+
+
+class QatConfig(TrainConfig):
+    """Options of `qat`."""
+
+    epochs: float = Field(1.0, gt=0, le=100, description="passes over the training data")
+    lr: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (AdamW)")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up")
+    calibration_samples: int = Field(
+        256, ge=1, le=100_000, description="training rows that initialise the quantizer ranges"
+    )
+    distill: bool = Field(True, description="learn from the FP32 model's logits (else labels only)")
+    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
+    keep_float: RegexList = Field(
+        [".*embeddings.*"],
+        description="regexes of NNCF layer names left unquantized (TensorRT quantizes "
+        "MatMul/Gemm/Conv inputs; embedding lookups stay float)",
+    )
+    opset: int = Field(18, ge=14, le=21, description="ONNX opset of the exported file")
+    atol: float = Field(
+        0.1, gt=0, description="max |logit difference| allowed vs the fake-quant PyTorch model"
+    )
+
+
+def _calibration_batches(cfg: QatConfig, ctx: PassContext, processor: Any) -> list[dict[str, Any]]:
+    """Batches of 8 random training rows at the recipe's fixed shape, as tensors."""
+    import torch
+
+    train_inputs = ctx.data.train.inputs
+    rng = np.random.default_rng(ctx.seed)
+    count = min(cfg.calibration_samples, len(train_inputs))
+    pick = [train_inputs[int(i)] for i in rng.choice(len(train_inputs), count, replace=False)]
+    out = []
+    for i in range(0, count, 8):
+        chunk = pick[i : i + 8]
+        feeds = ctx.task.fixed_batch(processor, chunk, len(chunk), ctx.max_length)
+        out.append({k: torch.from_numpy(v) for k, v in feeds.items()})
+    return out
+
+
+def _dynamic_axes(example: dict[str, Any], text: bool) -> dict[str, dict[int, str]]:
+    axes: dict[int, str] = {0: "batch_size", 1: "sequence_length"} if text else {0: "batch_size"}
+    return {**{name: dict(axes) for name in example}, "logits": {0: "batch_size"}}
+
+
+def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
+    import torch
+
+    from compress.nncf_backend import export_qat, prepare_qat
+    from compress.onnx_tools import check_parity, image_parity_batches, parity_batches
+    from compress.passes.common import load_input
+    from compress.passes.quantize import validation_accuracy
+    from compress.qdq_check import check_qdq
+
+    model, processor = load_input(artifact, ctx)
+    model.eval().to(default_device())
+    text = ctx.task.input_kind == "texts"
+    val = ctx.data.validation
+    ctx.metrics["fp32_validation_accuracy"] = accuracy(
+        model, processor, val, ctx.task, ctx.max_length
+    )
+    loss_fn: LossFn = cross_entropy
+    if cfg.distill:
+        teacher = split_logits(model, processor, ctx.data.train, ctx, "teacher")
+        loss_fn = distillation_loss_fn(torch.as_tensor(teacher), cfg.temperature, cfg.alpha)
+
+    batches = _calibration_batches(cfg, ctx, processor)
+    ctx.log(f"inserting INT8 fake quantizers (NNCF), calibrated on {cfg.calibration_samples} rows")
+    model = prepare_qat(model.cpu(), batches, cfg.keep_float, transformer=text)
+    ptq = accuracy(model, processor, val, ctx.task, ctx.max_length)
+    ctx.metrics["calibrated_validation_accuracy"] = ptq
+    ctx.log(f"fake-quant model before training: validation accuracy {ptq:.4f}")
+    ctx.metrics.update(train(model, processor, cfg, ctx, loss_fn, "qat"))
+    model.cpu().eval()
+
+    out = ctx.work_dir / OUTPUT
+    example = batches[0]
+    stripped, folded = export_qat(model, example, out, _dynamic_axes(example, text), cfg.opset)
+    ctx.metrics["export"] = folded
+    if text:
+        checks = parity_batches(processor, val.texts, ctx.max_length)
+    else:
+        checks = image_parity_batches(processor, val.inputs)
+    diff = check_parity("QAT INT8 export", stripped, out, checks, cfg.atol)
+    ctx.log(f"{OUTPUT} matches the fake-quant model: max |logit diff| {diff:.2e}")
+    ctx.metrics["parity"] = {OUTPUT: diff}
+    form = check_qdq(out)
+    if not form.ok:
+        raise PassFailed(f"{OUTPUT} is not TensorRT-ready Q/DQ: {'; '.join(form.problems[:3])}")
+    ctx.metrics["tensorrt_qdq"] = {
+        "quantize_nodes": form.quantize_nodes,
+        "dequantize_nodes": form.dequantize_nodes,
+        "per_channel_weights": form.per_channel_weights,
+    }
+    copy_preprocessing(artifact.path, ctx.work_dir)
+    ctx.metrics["validation_accuracy"] = validation_accuracy(ctx, processor, [out])
+    variants = [Variant("int8-qat-qdq", "onnxruntime", "int8", "tensorrt", OUTPUT)]
+    meta = {**artifact.meta, "opset": cfg.opset}
+    return Artifact("onnx", ctx.work_dir, ctx.key, variants, meta)
+
+
+PASS = PassInfo(
+    name="qat",
+    summary="Quantization-aware training (NNCF), exported as TensorRT-ready INT8 Q/DQ ONNX.",
+    config=QatConfig,
+    apply=apply,
+    consumes="hf",
+    produces="onnx",
+    requires=(("nncf", INSTALL_HINT), ("torchao", INSTALL_HINT)),
+)
