@@ -151,3 +151,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     """Return a hint such as "did you mean 'quantize'?" for a misspelt name."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class PeerFailed(CompressError):
+    """Another process of a multi-process run failed; its own output says why."""

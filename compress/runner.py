@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from compress import __version__
+from compress import distributed as dist
 from compress.artifacts import (
     MANIFEST,
     MANIFEST_VERSION,
@@ -63,15 +65,28 @@ def default_out_dir(recipe: Recipe) -> Path:
 def run_recipe(
     recipe: Recipe, out_dir: Path | None = None, progress: bool = True, report: bool = True
 ) -> list[StepResult]:
-    """Run every pass (reusing finished steps), then benchmark and write the report."""
+    """Run every pass (reusing finished steps), then benchmark and write the report.
+
+    Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) every process calls
+    this: training passes run on all of them, everything else on rank 0, which
+    alone writes the run folder, prints, and makes the report (see
+    `compress.distributed`). Every process returns the same steps.
+    """
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the run folder ({exc.strerror})") from None
     try:
-        with run_folder_lock(out):
-            return _run_locked(recipe, out, progress, report)
+        with (
+            dist.quiet_unless_main(),
+            dist.process_group(),
+            contextlib.ExitStack() as lock,
+        ):
+            with dist.main_first("locking the run folder"):
+                if dist.is_main():
+                    lock.enter_context(run_folder_lock(out))
+            return _run_locked(recipe, out, progress and dist.is_main(), report)
     except OSError as exc:
         if OutputError.caused(exc, out):
             raise OutputError.from_os_error(exc, out) from None
@@ -79,41 +94,50 @@ def run_recipe(
 
 
 def _run_locked(recipe: Recipe, out: Path, progress: bool, report: bool) -> list[StepResult]:
-    (out / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.resolved, sort_keys=False))
-    print(f"compress {__version__}: recipe {recipe.file} -> {out}")
+    main = dist.is_main()
+    processes = f" ({dist.world_size()} processes)" if dist.world_size() > 1 else ""
+    print(f"compress {__version__}: recipe {recipe.file} -> {out}{processes}")
 
     from compress.data.loaders import load_dataset
 
     task = get_task(recipe.doc.task)
-    data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)
-    results = [_input_step(recipe, data, out)]
-    if not data.labelled:
-        data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
+    with dist.main_first("preparing the data and the input model"):
+        data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)  # may fill a cache
+        if main:
+            resolved = yaml.safe_dump(recipe.resolved, sort_keys=False)
+            (out / "recipe.resolved.yaml").write_text(resolved)
+        results = [_input_step(recipe, data, out)]
+        if not data.labelled:
+            data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
     names = data.label_names
     shown = names if len(names) <= 12 else f"{len(names)} classes"
     print(
         f"data: {data.source} ({len(data.train)} train / {len(data.validation)} validation / "
         f"{len(data.test)} test, labels {shown})"
     )
-    write_json_atomic(
-        out / "reproduce.json",
-        {
-            "recipe_sha": hash_json(recipe.resolved),
-            "seed": recipe.doc.seed,
-            "data_key": data.key,
-            "input_model_key": results[0].artifact.key,
-            "versions": versions(),
-        },
-    )
+    if main:
+        write_json_atomic(
+            out / "reproduce.json",
+            {
+                "recipe_sha": hash_json(recipe.resolved),
+                "seed": recipe.doc.seed,
+                "data_key": data.key,
+                "input_model_key": results[0].artifact.key,
+                "versions": versions(),
+            },
+        )
     total = len(recipe.steps)
     # passes that package the run (bundle) come last and run after the report, to read it
     packaging = [s for s in recipe.steps if s.info.after_report]
     for step in recipe.steps:
-        if step is (packaging[0] if packaging else None) and report:
-            _report(recipe, results, data, out, progress)
+        if step is (packaging[0] if packaging else None):
+            if not main:
+                return results  # the report and packaging are rank 0's alone
+            if report:
+                _report(recipe, results, data, out, progress)
         print(f"[{step.index + 1}/{total}] {step.name}")
         results.append(_run_step(recipe, step, results[-1], data, out, progress))
-    if report and not packaging:
+    if report and not packaging and main:
         _report(recipe, results, data, out, progress)
     return results
 
@@ -148,6 +172,7 @@ def _manifest(
         "artifact": artifact.to_json(),
         "metrics": metrics,
         "versions": versions(),
+        "processes": dist.world_size(),
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 2),
     }
@@ -222,6 +247,8 @@ def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
         {"source": source_key, "labels": labels, "seed": recipe.doc.seed, "version": __version__}
     )
     folder = out / INPUT_STEP
+    if not dist.is_main():
+        return _written_by_main(folder, key, "input")
     cached = _reuse(folder, key, "input")
     if cached is not None:
         print(f"model: {spec.source} (reused {folder})")
@@ -250,26 +277,86 @@ def _input_step(recipe: Recipe, data: Dataset, out: Path) -> StepResult:
     return StepResult("input", folder, artifact, manifest, reused=False)
 
 
+def _written_by_main(folder: Path, key: str, name: str) -> StepResult:
+    """The step rank 0 just wrote, as another rank sees it (it must share the folder)."""
+    result = _reuse(folder, key, name)
+    if result is None:
+        raise OutputError(
+            f"{folder}: process {dist.rank()} cannot read the step the main process wrote; "
+            "the run folder (--out) must be on a filesystem every node shares"
+        )
+    return result
+
+
 def _run_step(
     recipe: Recipe, step: PassStep, parent: StepResult, data: Dataset, out: Path, progress: bool
 ) -> StepResult:
+    """Reuse the step's folder, or run the pass.
+
+    With several processes, a cached step is reused by all of them; a
+    data-parallel pass runs on every rank (rank 0 writes the step folder, the
+    others work in a private folder deleted afterwards) and another pass on
+    rank 0 only; either way the others then read rank 0's folder. Passes after
+    the report run on rank 0 alone (the others have finished).
+    """
     config = step.config.model_dump(mode="json")
-    key = hash_json(
-        {
-            "pass": step.name,
-            "config": config,
-            "parent": parent.artifact.key,
-            "data": data.key,
-            "max_length": recipe.doc.data.max_length,
-            "seed": recipe.doc.seed,
-            "version": __version__,
-        }
-    )
+    inputs: dict[str, Any] = {
+        "pass": step.name,
+        "config": config,
+        "parent": parent.artifact.key,
+        "data": data.key,
+        "max_length": recipe.doc.data.max_length,
+        "seed": recipe.doc.seed,
+        "version": __version__,
+    }
+    if step.info.data_parallel and dist.world_size() > 1:
+        inputs["processes"] = dist.world_size()  # the effective batch grows with them
+    key = hash_json(inputs)
     folder = out / step.folder
     cached = _reuse(folder, key, step.name)
-    if cached is not None:
+    alone = step.info.after_report or dist.world_size() == 1
+    # every rank must take the same branch: reuse only when all of them can
+    if (cached is not None) if alone else dist.all_ok(cached is not None):
+        assert cached is not None
         print(f"  reused {folder} (same input, config and data)")
         return cached
+    main = dist.is_main()
+    what = f"running {step.name} ({folder})"
+    if alone:
+        result = _execute(recipe, step, parent, data, out, progress, key, folder)
+    elif step.info.data_parallel:
+        with dist.together(what):
+            if main:
+                result = _execute(recipe, step, parent, data, out, progress, key, folder)
+            else:
+                with tempfile.TemporaryDirectory(prefix=f"compress-rank{dist.rank()}-") as tmp:
+                    private = Path(tmp) / step.folder
+                    _execute(recipe, step, parent, data, out, False, key, private)
+        with dist.main_first(f"reading {folder}"):
+            if not main:
+                result = _written_by_main(folder, key, step.name)
+    else:
+        with dist.main_first(what):
+            if main:
+                result = _execute(recipe, step, parent, data, out, progress, key, folder)
+            else:
+                result = _written_by_main(folder, key, step.name)
+    if main:
+        print(f"  done in {result.manifest['seconds']:.0f} s -> {folder}")
+    return result
+
+
+def _execute(
+    recipe: Recipe,
+    step: PassStep,
+    parent: StepResult,
+    data: Dataset,
+    out: Path,
+    progress: bool,
+    key: str,
+    folder: Path,
+) -> StepResult:
+    """Run the pass into `folder` (through a partial folder) and write its manifest."""
     started = time.time()
     with step_writer(folder) as work:
         ctx = PassContext(
@@ -288,7 +375,7 @@ def _run_step(
             step.name,
             key,
             parent.artifact.key,
-            config,
+            step.config.model_dump(mode="json"),
             artifact,
             ctx.metrics,
             started,
@@ -296,5 +383,4 @@ def _run_step(
             recipe.doc.seed,
         )
         write_json_atomic(work / MANIFEST, manifest)
-    print(f"  done in {manifest['seconds']:.0f} s -> {folder}")
     return StepResult(step.name, folder, artifact, manifest, reused=False)

@@ -134,6 +134,22 @@ def accuracy(model: Any, processor: Any, split: Split, task: Task, max_length: i
     return float((logits.argmax(-1) == split.labels).mean())
 
 
+def shard(batches: list[np.ndarray], index: int, count: int) -> list[np.ndarray]:
+    """Process `index`'s share of `batches` when `count` processes train together.
+
+    Every process gets the same number of batches (the list is padded by
+    repeating its first batches, as torch's DistributedSampler does): a process
+    with one batch more would wait forever for the others' gradients.
+
+    >>> [b.tolist() for b in shard([np.array([i]) for i in range(5)], 1, 2)]
+    [[1], [3], [0]]
+    """
+    if count == 1:
+        return batches
+    padded = batches + batches[: -len(batches) % count]
+    return padded[index::count]
+
+
 def train(
     model: Any,
     processor: Any,
@@ -189,7 +205,7 @@ def train(
         epoch += 1
         model.train()
         batches = bucketed_batches(lengths, cfg.batch_size, rng)
-        batches = batches[accelerator.process_index :: accelerator.num_processes]
+        batches = shard(batches, accelerator.process_index, accelerator.num_processes)
         batches = batches[: total_steps - step]
         bar = tqdm(batches, desc=f"{desc} epoch {epoch}", disable=not ctx.progress)
         running = 0.0
@@ -208,15 +224,17 @@ def train(
             step += 1
             running += float(loss.detach())
             bar.set_postfix(loss=f"{running / n:.4f}")
+        train_loss = running / max(1, len(batches))
+        if accelerator.num_processes > 1:  # the mean over every process's batches
+            sums = torch.tensor([running, len(batches)], device=accelerator.device)
+            loss_sum, batch_count = accelerator.reduce(sums, reduction="sum").tolist()
+            train_loss = loss_sum / max(1.0, batch_count)
         unwrapped = accelerator.unwrap_model(model)
         val_logits = predict_logits(unwrapped, processor, val_encoded, task)
         val_acc = float((val_logits.argmax(-1) == ctx.data.validation.labels).mean())
-        history.append(
-            {"epoch": epoch, "train_loss": running / max(1, len(batches)), "val_accuracy": val_acc}
-        )
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc})
         ctx.log(
-            f"{desc} epoch {epoch}: train loss {running / max(1, len(batches)):.4f}, "
-            f"validation accuracy {val_acc:.4f}"
+            f"{desc} epoch {epoch}: train loss {train_loss:.4f}, validation accuracy {val_acc:.4f}"
         )
         if cfg.keep_best and val_acc > best_acc:
             best_acc = val_acc

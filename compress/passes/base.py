@@ -77,6 +77,8 @@ class PassInfo:
     model loads, options that the recipe's task cannot use (raise ValueError).
     `consumes` may name several kinds. An `after_report` pass (`bundle`) runs
     after the report is written, so it can read the run's measured figures.
+    A `data_parallel` pass trains: under `torchrun` every process runs it on
+    its share of the batches; any other pass runs on the main process only.
     """
 
     name: str
@@ -91,6 +93,7 @@ class PassInfo:
     tasks: tuple[str, ...] = ALL_TASKS
     check: Callable[[Any, str], None] | None = None
     after_report: bool = False
+    data_parallel: bool = False
 
     @property
     def accepts(self) -> tuple[ArtifactKind, ...]:

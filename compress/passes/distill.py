@@ -175,4 +175,5 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     check=_check,
+    data_parallel=True,
 )

@@ -63,4 +63,5 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     check=_check,
+    data_parallel=True,
 )

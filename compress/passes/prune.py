@@ -138,4 +138,5 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     tasks=("text-classification",),
+    data_parallel=True,
 )

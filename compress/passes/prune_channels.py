@@ -102,4 +102,5 @@ PASS = PassInfo(
     produces="hf",
     requires=(("torch_pruning", "pip install torch-pruning==1.6.1"),),
     tasks=("image-classification",),
+    data_parallel=True,
 )

@@ -152,4 +152,5 @@ PASS = PassInfo(
     consumes="hf",
     produces="onnx",
     requires=(("nncf", INSTALL_HINT), ("torchao", INSTALL_HINT)),
+    data_parallel=True,
 )
