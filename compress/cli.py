@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--eval-samples", type=int, help="test examples scored for accuracy")
     model.add_argument(
+        "--no-accuracy", action="store_true", help="latency only, even for labelled --data"
+    )
+    model.add_argument(
         "--task", choices=["text-classification", "image-classification"], help="default: detected"
     )
     model.add_argument("--out", type=Path, help="results folder (default: bench-runs/<time>)")
@@ -230,6 +233,7 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
         data=args.data,
         eval_samples=args.eval_samples,
         task=args.task,
+        accuracy=not args.no_accuracy,
     )
     result = bench_model(spec, progress=not args.quiet)
     out = args.out or Path("bench-runs") / timestamp()

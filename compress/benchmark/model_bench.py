@@ -56,6 +56,7 @@ class ModelBenchSpec:
     data: str | None = None
     eval_samples: int | None = None
     task: str | None = None
+    accuracy: bool = True
 
 
 def detect(model: Path) -> tuple[str, str, Path]:
@@ -111,7 +112,8 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
                 if seq:
                     row["sequence_length"] = seq
                 entry["latency"].append(row)
-            if data.labelled and (spec.data is not None or spec.eval_samples is not None):
+            wanted = spec.data is not None or spec.eval_samples is not None
+            if spec.accuracy and data.labelled and wanted:
                 scores = evaluate(
                     runtime,
                     processor,
