@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     passes = sub.add_parser("passes", help="list the passes and their options")
     passes.add_argument("name", nargs="?", help="show one pass only")
 
-    bench = sub.add_parser("bench", help="benchmark tools: compare a report with a baseline")
+    bench = sub.add_parser(
+        "bench", help="benchmark a model on runtimes, or compare a report with a baseline"
+    )
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
     compare = bench_sub.add_parser(
         "compare", help="fail (exit 3) when CURRENT regressed against BASELINE"
@@ -73,6 +75,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
     compare.add_argument("--json", type=Path, help="write the checks as JSON")
+
+    model = bench_sub.add_parser(
+        "model", help="latency, throughput, memory (and accuracy) of one model on runtimes"
+    )
+    model.add_argument("model", type=Path, help="model folder (PyTorch) or .onnx file")
+    model.add_argument(
+        "--runtime",
+        dest="runtimes",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="torch, torch-compile, torch-cuda, torch-cuda-fp16, torch-cuda-compile (folders); "
+        "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt (.onnx); repeatable",
+    )
+    model.add_argument("--batch-sizes", type=_int_list, default=[1, 8], metavar="1,8,32")
+    model.add_argument(
+        "--sequence-lengths", type=_int_list, default=[64], metavar="32,64,128", help="text only"
+    )
+    model.add_argument("--threads", type=int, default=2)
+    model.add_argument("--warmup", type=int, default=10)
+    model.add_argument("--repetitions", type=int, default=50)
+    model.add_argument(
+        "--data", help="inputs (and accuracy when labelled): a data source as in recipes"
+    )
+    model.add_argument("--eval-samples", type=int, help="test examples scored for accuracy")
+    model.add_argument(
+        "--no-accuracy", action="store_true", help="latency only, even for labelled --data"
+    )
+    model.add_argument(
+        "--task", choices=["text-classification", "image-classification"], help="default: detected"
+    )
+    model.add_argument("--out", type=Path, help="results folder (default: bench-runs/<time>)")
+    model.add_argument("--quiet", action="store_true", help="no progress bars")
 
     lint = sub.add_parser(
         "lint-trt", help="check an ONNX model for TensorRT (no GPU needed); exit 3 on errors"
@@ -166,8 +201,53 @@ def _write_text(path: Path, text: str) -> None:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of integers"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': need positive integers")
+    return values
+
+
+def _cmd_bench_model(args: argparse.Namespace) -> int:
+    from compress.benchmark.model_bench import (
+        ModelBenchSpec,
+        bench_model,
+        timestamp,
+        write_results,
+    )
+    from compress.benchmark.model_bench_render import render_markdown
+
+    spec = ModelBenchSpec(
+        model=args.model,
+        runtimes=args.runtimes,
+        batch_sizes=args.batch_sizes,
+        sequence_lengths=args.sequence_lengths,
+        threads=args.threads,
+        warmup=args.warmup,
+        repetitions=args.repetitions,
+        data=args.data,
+        eval_samples=args.eval_samples,
+        task=args.task,
+        accuracy=not args.no_accuracy,
+    )
+    result = bench_model(spec, progress=not args.quiet)
+    out = args.out or Path("bench-runs") / timestamp()
+    written = write_results(result, out)
+    print(render_markdown(result))
+    print("results: " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
+
+    if args.bench_command == "model":
+        return _cmd_bench_model(args)
 
     from compress.benchmark.compare import (
         checks_json,

@@ -36,30 +36,54 @@ class Runtime(Protocol):
 
 
 class TorchRuntime:
-    """A PyTorch classifier (Hugging Face or image model folder) on the CPU, in inference mode."""
+    """A PyTorch classifier (Hugging Face or image model folder) in inference mode.
+
+    `device="cuda"` runs it on the GPU, `half=True` in FP16 (float inputs are
+    cast too), `compile=True` through `torch.compile`. Returning NumPy logits
+    copies them to the host, so a timed call includes the GPU's work.
+    """
 
     name = "torch"
 
-    def __init__(self, path: Path, threads: int, task: Task | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        task: Task | None = None,
+        device: str = "cpu",
+        half: bool = False,
+        compile: bool = False,
+    ) -> None:
         import torch
 
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("runtime needs CUDA, and torch sees no CUDA device")
         torch.set_num_threads(threads)
         model, _ = (task or get_task("text-classification")).load(str(path), None)
-        self.model: Any = model.eval()
+        self.model: Any = model.eval().to(device)
+        if half:
+            self.model = self.model.half()
         accepted = inspect.signature(self.model.forward).parameters
         self.input_names = [n for n in MODEL_INPUTS if n in accepted]
+        if compile:
+            self.model = torch.compile(self.model)
+        self.device, self.half = device, half
+        self.name = "torch" + ("-cuda" if device == "cuda" else "") + ("-fp16" if half else "")
+        self.name += "-compile" if compile else ""
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        inputs = {
-            n: torch.from_numpy(np.ascontiguousarray(feeds[n]))
-            for n in self.input_names
-            if n in feeds
-        }
+        inputs = {}
+        for n in self.input_names:
+            if n in feeds:
+                tensor = torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+                if self.half and tensor.is_floating_point():
+                    tensor = tensor.half()
+                inputs[n] = tensor
         with torch.inference_mode():
             logits = logits_of(self.model(**inputs))
-        return np.asarray(logits.float().numpy())
+        return np.asarray(logits.float().cpu().numpy())
 
     def close(self) -> None:
         self.model = None
@@ -67,21 +91,29 @@ class TorchRuntime:
 
 
 class OrtRuntime:
-    """An ONNX model run by ONNX Runtime's CPU execution provider."""
+    """An ONNX model run by ONNX Runtime (CPU execution provider unless `providers` says else)."""
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
+
+        providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:
+            raise UserError(
+                f"ONNX Runtime here lacks {', '.join(missing)} (available: "
+                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
+            )
+        if providers[0] != "CPUExecutionProvider":
+            self.name = "onnxruntime-" + providers[0].removesuffix("ExecutionProvider").lower()
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             raise ModelLoadError(f"cannot load {path} in ONNX Runtime: {exc}") from None
         self.session: Any = session

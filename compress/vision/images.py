@@ -43,6 +43,9 @@ class ImageList(Sequence[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
 
+    def __add__(self, other: ImageList) -> ImageList:
+        return ImageList(self._items + other._items)
+
     def take(self, index: Sequence[int]) -> ImageList:
         return ImageList([self._items[i] for i in index])
 
