@@ -13,7 +13,8 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
     from compress.report_stages import make_report
-    from compress.runner import INPUT_STEP
+    from compress.runner import INPUT_STEP, label_with_model
+    from compress.tasks import get_task
 
     resolved = run_dir / "recipe.resolved.yaml"
     if not resolved.is_file():
@@ -26,5 +27,8 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
             raise UserError(f"{run_dir / folder}: step did not finish; run the recipe again")
         artifact = Artifact.from_json(manifest["artifact"], path=run_dir / folder)
         results.append(StepResult(name, run_dir / folder, artifact, manifest, reused=True))
-    data = load_dataset(recipe.doc.data, Path.cwd())
+    task = get_task(recipe.doc.task)
+    data = load_dataset(recipe.doc.data, Path.cwd(), task.name)
+    if not data.labelled:
+        data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
     make_report(recipe, results, data, run_dir, progress)

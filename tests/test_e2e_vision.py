@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from compress.recipe import load_recipe
+from compress.run_folder import report_run_folder
 from compress.runner import run_recipe
 
 pytest.importorskip("torch_pruning")
@@ -69,3 +70,7 @@ def test_effnet_recipe_end_to_end(tmp_path: Path) -> None:
     assert exported["vs_original"]["agreement"] == exported["accuracy"]  # labels: its top-1
     assert exported["vs_original"]["flops_ratio"] > 1.05
     assert report["method"]["example_shape"] == "3x224x224 pixels"
+    (tmp_path / "report.json").unlink()
+    report_run_folder(tmp_path, progress=False)  # re-labels the photos from the cached labels
+    again = json.loads((tmp_path / "report.json").read_text())
+    assert [s["accuracy"] for s in again["stages"]] == [s["accuracy"] for s in report["stages"]]
