@@ -120,3 +120,16 @@ def test_text_only_passes_are_refused_for_images(tmp_path: Path) -> None:
     )
     with pytest.raises(RecipeError, match="student"):
         load_recipe(recipe)
+
+
+def test_distill_into_a_given_cnn_student(
+    tmp_path: Path, mnist_slice: Dataset, cnn_artifact: Artifact
+) -> None:
+    from compress.passes.distill import PASS, DistillConfig
+
+    ctx = _ctx(tmp_path, mnist_slice, "distill")
+    cfg = DistillConfig(student="mnist-cnn", epochs=1, batch_size=32, lr=1e-3)
+    out = PASS.apply(cnn_artifact, cfg, ctx)
+    assert ctx.metrics["student_layers"] is None and ctx.metrics["steps"] >= 10
+    student, processor = ctx.task.load(str(out.path), mnist_slice.label_names)
+    assert processor.size == 28 and student.architecture == "mnist-cnn"
