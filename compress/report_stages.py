@@ -135,6 +135,7 @@ def make_report(
             "pass_seconds": step.manifest.get("seconds"),
             "macs_per_token": step.artifact.meta.get("macs_per_token"),
             "macs_per_example": step.artifact.meta.get("macs_per_example"),
+            "quantization_error": _top_errors(step, variant.file),
             **{k: v for k, v in measured.items() if k != "artifact_key"},
         }
         stages.append(stage)
@@ -188,3 +189,10 @@ def _example_shape(task: Task, step: StepResult, sequence_length: int) -> str:
     from compress.benchmark.stage import load_processor
 
     return task.shape(load_processor(step.artifact, task), sequence_length)
+
+
+def _top_errors(step: StepResult, file: str | None, k: int = 5) -> list[dict[str, Any]] | None:
+    """The layers that add the most INT8 error in this file (from the quantize manifest)."""
+    errors = step.manifest.get("metrics", {}).get("quantization_error", {})
+    ranked = errors.get(file) if isinstance(errors, dict) and file else None
+    return list(ranked[:k]) if isinstance(ranked, list) and ranked else None

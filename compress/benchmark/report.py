@@ -238,8 +238,30 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("skipped"):
         lines += ["", "Skipped steps (their input passed on unchanged):", ""]
         lines += [f"- {e.get('step')}: {e.get('reason')}" for e in report["skipped"]]
+    lines += _error_lines(report)
     lines += ["", "## Method", "", _method_text(report), ""]
     return "\n".join(lines)
+
+
+def _error_lines(report: dict[str, Any]) -> list[str]:
+    """Per INT8 file: the layers that add the most quantization error (where to look first)."""
+    lines: list[str] = []
+    for stage in report["stages"]:
+        ranked = stage.get("quantization_error")
+        if not ranked:
+            continue
+        if not lines:
+            lines = ["", "## Layers with the largest INT8 error", ""]
+            lines += [
+                "Each quantized layer's output is compared with FP32 on calibration data; "
+                "'added' is the error it adds beyond its inputs' (see `max_accuracy_drop`).",
+                "",
+            ]
+        named = ", ".join(
+            f"`{e.get('node')}` ({e.get('added', 0):.3f})" for e in ranked if isinstance(e, dict)
+        )
+        lines.append(f"- {stage.get('stage')}:{stage.get('variant')}: {named}")
+    return lines
 
 
 def _method_text(report: dict[str, Any]) -> str:

@@ -185,3 +185,14 @@ def test_flops_accounting(stages: list[dict[str, Any]], method: dict[str, Any]) 
         assert vs["speedup_per_flops"][key] == pytest.approx(speedup / 2.0)
     text = render_markdown(report)
     assert "×fewer FLOPs" in text and "2.00×" in text
+
+
+def test_markdown_names_the_layers_with_the_largest_int8_error(
+    stages: list[dict[str, Any]], method: dict[str, Any]
+) -> None:
+    assert "largest INT8 error" not in render_markdown(build_report(stages, method))
+    ranked = [{"node": "/layer.2/MatMul", "added": 0.415}, {"node": "/pooler/Gemm", "added": 0.17}]
+    stages[-1]["quantization_error"] = ranked
+    text = render_markdown(build_report(stages, method))
+    assert "## Layers with the largest INT8 error" in text
+    assert "`/layer.2/MatMul` (0.415), `/pooler/Gemm` (0.170)" in text
