@@ -25,13 +25,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from compress import __version__
 from compress.artifacts import Artifact, StepResult, Variant, read_manifest
 from compress.errors import UserError
-from compress.passes.bundle import BundleConfig
-from compress.targets import Target, check_precision, get_target
+from compress.passes.base import PassConfig
+from compress.passes.tensorrt import ShapeRange
+from compress.targets import Target, TargetName, check_precision, get_target
+
+
+class BundleConfig(PassConfig):
+    """Options of `bundle` (and of `compress bundle`)."""
+
+    target: TargetName = Field(..., description="the device (see compress.targets)")
+    model: Literal["auto", "tensorrt", "cpu", "fp32"] = Field(
+        "auto",
+        description="ONNX file to ship; auto: the TensorRT INT8 Q/DQ file on GPU targets (the "
+        "CPU INT8 file on x86-cpu), else the FP32 export",
+    )
+    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        "auto", description="engine precision; auto: int8 for a Q/DQ model, else fp16 on GPUs"
+    )
+    batch: ShapeRange = Field(ShapeRange(), description="batch sizes the engine accepts")
+    sequence: ShapeRange | None = Field(
+        None, description="sequence lengths; default min 1, opt = max = data.max_length"
+    )
+    workspace_mb: int | None = Field(
+        None, ge=16, description="engine builder workspace; default: the target's"
+    )
+
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"

@@ -12,35 +12,11 @@ that file. The pass runs after the report so that figure is known; see
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from compress.artifacts import Artifact
-from compress.passes.base import PassConfig, PassContext, PassInfo
-from compress.passes.tensorrt import ShapeRange
-from compress.targets import TargetName
-
-
-class BundleConfig(PassConfig):
-    """Options of `bundle` (and of `compress bundle`)."""
-
-    target: TargetName = Field(..., description="the device (see compress.targets)")
-    model: Literal["auto", "tensorrt", "cpu", "fp32"] = Field(
-        "auto",
-        description="ONNX file to ship; auto: the TensorRT INT8 Q/DQ file on GPU targets (the "
-        "CPU INT8 file on x86-cpu), else the FP32 export",
-    )
-    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
-        "auto", description="engine precision; auto: int8 for a Q/DQ model, else fp16 on GPUs"
-    )
-    batch: ShapeRange = Field(ShapeRange(), description="batch sizes the engine accepts")
-    sequence: ShapeRange | None = Field(
-        None, description="sequence lengths; default min 1, opt = max = data.max_length"
-    )
-    workspace_mb: int | None = Field(
-        None, ge=16, description="engine builder workspace; default: the target's"
-    )
+from compress.bundle import BundleConfig
+from compress.passes.base import PassContext, PassInfo
 
 
 def apply(artifact: Artifact, cfg: BundleConfig, ctx: PassContext) -> Artifact:
