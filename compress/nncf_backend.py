@@ -8,6 +8,7 @@ for old x86 VNNI kernels, not for GPUs).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -102,6 +103,10 @@ def export_qat(
     model.eval()
     stripped = nncf.strip(model, strip_format=nncf.StripFormat.NATIVE, example_input=example)
     stripped.eval()
+    # The tracer orders graph inputs by the forward signature, whatever the order of the
+    # keyword arguments; names given in another order would be attached to the wrong inputs.
+    order = [n for n in inspect.signature(stripped.forward).parameters if n in example]
+    example = {name: example[name] for name in order}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings; parity is checked by the caller
         torch.onnx.export(
@@ -109,7 +114,7 @@ def export_qat(
             (),
             str(path),
             kwargs=example,
-            input_names=list(example),
+            input_names=order,
             output_names=["logits"],
             dynamic_axes=dynamic_axes,
             opset_version=opset,
