@@ -118,12 +118,15 @@ def keep_float_within_budget(
     ranking: list[str],
     max_layers: int,
     log: Callable[[str], None] = print,
+    baseline: float | None = None,
 ) -> Fallback:
     """Re-quantize with the first 1, 2, 4, ... names of `ranking` in float until
     `reference - accuracy <= budget_points / 100` or `max_layers` are float.
 
     `build(excluded)` writes the INT8 file and returns it; `evaluate` scores it.
-    The last file built is the one kept.
+    When the budget is met, that file is kept. Otherwise the most accurate try
+    is rebuilt and kept (the fewest float layers on a tie; none at all when no
+    try beats `baseline`, the accuracy with every layer quantized).
     """
     tries: list[dict[str, Any]] = []
     count, accuracy, kept = 1, float("nan"), []
@@ -139,4 +142,18 @@ def keep_float_within_budget(
         if count == limit:
             break
         count = min(2 * count, limit)
-    return Fallback(kept, accuracy, False, tries)
+    if not tries:
+        return Fallback(kept, accuracy, False, tries)
+    best = max(tries, key=lambda t: (t["accuracy"], -t["float_layers"]))
+    keep = best["float_layers"]
+    if baseline is not None and baseline >= best["accuracy"]:
+        keep, accuracy = 0, baseline
+    else:
+        accuracy = best["accuracy"]
+    if keep != tries[-1]["float_layers"]:
+        build(ranking[:keep])
+    log(
+        f"budget not met; keeping the best try: {keep} layer(s) in float "
+        f"(drop {100 * (reference - accuracy):.2f} points)"
+    )
+    return Fallback(ranking[:keep], accuracy, False, tries)

@@ -385,6 +385,7 @@ class _Budget:
                 ranking,
                 self.cfg.max_float_layers,
                 self.ctx.log,
+                baseline=accuracy,
             )
             if result.tries:
                 record.update(

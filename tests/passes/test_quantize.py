@@ -176,10 +176,19 @@ def test_fallback_keeps_the_worst_layers_in_float_until_the_budget_is_met(
     for node in graph.node:
         if node.name in result.float_layers:
             assert all(producers.get(i) != "DequantizeLinear" for i in node.input)
-    # a budget nothing meets stops at max_layers and says so
+    # a budget nothing meets stops at max_layers, says so, and keeps the most accurate try
     never = keep_float_within_budget(build, score, 1.0, 0.0, ranking, 2, lambda _: None)
-    assert not never.within_budget and len(never.float_layers) == 2
+    assert not never.within_budget
     assert [t["float_layers"] for t in never.tries] == [1, 2]
+    best = max(never.tries, key=lambda t: (t["accuracy"], -t["float_layers"]))
+    assert never.float_layers == ranking[: best["float_layers"]]
+    assert score(out) == pytest.approx(never.accuracy)  # the file on disk is that try
+    # ...or none in float, when no try beats quantizing every layer
+    none = keep_float_within_budget(
+        build, score, 1.0, 0.0, ranking, 2, lambda _: None, baseline=1.0
+    )
+    assert none.float_layers == [] and none.accuracy == 1.0
+    assert score(out) == pytest.approx(all_int8)
 
 
 def test_nncf_backend_writes_working_int8(
