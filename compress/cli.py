@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compress import __version__
-from compress.benchmark.compare import Thresholds
+from compress.benchmark.compare import Check, Thresholds
 from compress.errors import CompressError, UserError
 
 
@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
     compare.add_argument("--json", type=Path, help="write the checks as JSON")
+
+    suite = bench_sub.add_parser(
+        "run", help="run a suite's recipes and hold each report to its baseline (exit 3)"
+    )
+    suite.add_argument("suite", type=Path, help="suite YAML (see bench/suites/)")
+    suite.add_argument("--baseline", type=Path, help="one baseline for every run of the suite")
+    suite.add_argument("--out", type=Path, help="run folders (default: runs/suite-<name>)")
+    suite.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
+    suite.add_argument("--json", type=Path, help="write the checks as JSON")
+    suite.add_argument("--quiet", action="store_true", help="no progress bars")
 
     model = bench_sub.add_parser(
         "model", help="latency, throughput, memory (and accuracy) of one model on runtimes"
@@ -244,22 +254,35 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
     if args.bench_command == "model":
         return _cmd_bench_model(args)
+    if args.bench_command == "run":
+        return _cmd_bench_suite(args)
 
-    from compress.benchmark.compare import (
-        checks_json,
-        compare_reports,
-        junit_xml,
-        render_checks,
-    )
+    from compress.benchmark.compare import compare_reports
     from compress.benchmark.report import load_report
-    from compress.errors import RegressionFound
 
     limits = Thresholds(args.max_accuracy_drop, args.max_latency_regression, args.max_size_growth)
     checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
+    return _gate(checks, limits, args)
+
+
+def _cmd_bench_suite(args: argparse.Namespace) -> int:
+    from compress.benchmark.suite import flatten, load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    out = args.out or Path("runs") / f"suite-{suite.name}"
+    results = run_suite(suite, out, args.baseline, progress=not args.quiet)
+    return _gate(flatten(results), suite.doc.budgets.thresholds(), args)
+
+
+def _gate(checks: list[Check], limits: Thresholds, args: argparse.Namespace) -> int:
+    """Print the checks, write JUnit/JSON when asked, and fail (exit 3) on a regression."""
+    import json
+
+    from compress.benchmark.compare import checks_json, junit_xml, render_checks
+    from compress.errors import RegressionFound
+
     print(render_checks(checks))
     if args.junit:
         _write_text(args.junit, junit_xml(checks))
