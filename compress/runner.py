@@ -3,7 +3,7 @@
 The run folder holds `recipe.resolved.yaml`, `reproduce.json` (hashes of the
 recipe, data and input model, the seed and package versions), `00-input/`
 (the input model as a classifier for the recipe's labels), one `NN-pass/`
-folder per pass, and `report.json` / `report.md` / `report.png`. A lock file
+folder per pass, and `report.json` / `.md` / `.html` / `.png`. A lock file
 keeps a second run from writing the same folder at the same time. A step whose manifest carries the
 same key (pass, config, parent artifact, data, seed, version) is reused.
 """

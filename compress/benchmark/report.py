@@ -18,7 +18,7 @@ from compress.benchmark.settings import BenchmarkSettings
 from compress.errors import UserError
 
 REPORT_VERSION = 1
-REPORT_FILES = ("report.json", "report.md", "report.png")
+REPORT_FILES = ("report.json", "report.md", "report.png", "report.html")
 _VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "numpy")
 
 
@@ -321,19 +321,24 @@ def render_terminal(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: Path, *, plot: bool = True) -> list[Path]:
-    """Write report.json, report.md and (with matplotlib, when `plot`) report.png."""
+    """Write report.json, report.md, report.html and (with matplotlib, when `plot`) report.png."""
+    from compress.benchmark.report_html import render_html
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path, png_path = (out_dir / name for name in REPORT_FILES)
+    json_path, md_path, png_path, html_path = (out_dir / name for name in REPORT_FILES)
     write_json_atomic(json_path, report)
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    markdown = render_markdown(report)
+    md_path.write_text(markdown, encoding="utf-8")
     written = [json_path, md_path]
     if plot:
         from compress.benchmark.plot import plot_report
 
         if plot_report(report, png_path):
             written.append(png_path)
-    return written
+    has_plot = png_path in written
+    html_path.write_text(render_html(markdown, png_path if has_plot else None), encoding="utf-8")
+    return [*written, html_path]
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -149,15 +149,20 @@ def test_write_and_load_report(
     report = build_report(stages, method)
     out = tmp_path / "bench"
     written = write_report(report, out)
-    assert [p.name for p in written] == ["report.json", "report.md", "report.png"]
+    assert [p.name for p in written] == ["report.json", "report.md", "report.png", "report.html"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
+    rows = page.count("<tr>")
+    assert rows == len(stages) + 1  # header + one row per stage, as in report.md
     assert load_report(out) == report
     assert load_report(out / "report.json") == report
 
     no_plot = write_report(report, tmp_path / "flat", plot=False)
-    assert [p.name for p in no_plot] == ["report.json", "report.md"]
+    assert [p.name for p in no_plot] == ["report.json", "report.md", "report.html"]
     assert not (tmp_path / "flat" / "report.png").exists()
+    assert "<img" not in (tmp_path / "flat" / "report.html").read_text()
 
 
 def test_load_report_errors(tmp_path: Path) -> None:
