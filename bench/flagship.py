@@ -48,8 +48,6 @@ def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     from compress.artifacts import Artifact, Variant, copy_preprocessing
-    from compress.benchmark.stage import benchmark_variant, interleaved_latency
-    from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
@@ -61,13 +59,22 @@ def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
     quantizer.quantize(save_dir=folder, quantization_config=config)
     copy_preprocessing(out / "01-fine_tune", folder)
     variant = Variant("optimum-int8-dynamic", "onnxruntime", "int8", "cpu", "model_quantized.onnx")
-    artifact = Artifact("onnx", folder, "peer", [variant])
+    return measure_peer(recipe, Artifact("onnx", folder, "peer", [variant]), out)
+
+
+def measure_peer(recipe: Any, artifact: Any, out: Path) -> dict[str, Any]:
+    """Accuracy, size and parameters of a peer's file, and its latency timed interleaved
+    with the original (the run's fine-tuned model), like the report's stages."""
+    from compress.artifacts import Artifact, Variant
+    from compress.benchmark.stage import benchmark_variant, interleaved_latency
+    from compress.data.loaders import load_dataset
+
+    variant = artifact.variants[0]
     data = load_dataset(recipe.doc.data, recipe.file.parent)
     settings = recipe.doc.benchmark
     result = benchmark_variant(
         artifact, variant, data.test, settings, recipe.doc.data.max_length, True, measure=False
     )
-    # latency timed interleaved with the original, like the report's stages
     original = Artifact(
         "hf", out / "01-fine_tune", "original", [Variant("fp32", "torch", "fp32", "portable")]
     )
@@ -88,7 +95,7 @@ def nncf_default_ptq(recipe_path: Path, out: Path) -> dict[str, Any]:
     import onnx
 
     from compress.artifacts import Artifact, Variant, copy_preprocessing
-    from compress.benchmark.stage import benchmark_variant, interleaved_latency, load_processor
+    from compress.benchmark.stage import load_processor
     from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
     from compress.tasks import get_task
@@ -111,22 +118,7 @@ def nncf_default_ptq(recipe_path: Path, out: Path) -> dict[str, Any]:
     quantized = nncf.quantize(onnx.load(str(exported)), nncf.Dataset(rows, feeds))
     onnx.save(quantized, str(folder / "model_int8_nncf.onnx"))
     variant = Variant("nncf-int8-default", "onnxruntime", "int8", "cpu", "model_int8_nncf.onnx")
-    artifact = Artifact("onnx", folder, "peer-nncf", [variant])
-    settings = recipe.doc.benchmark
-    result = benchmark_variant(
-        artifact, variant, data.test, settings, recipe.doc.data.max_length, True, measure=False
-    )
-    original = Artifact(
-        "hf", out / "01-fine_tune", "original", [Variant("fp32", "torch", "fp32", "portable")]
-    )
-    timed = interleaved_latency(
-        {"original": (original, original.variants[0]), "peer": (artifact, variant)},
-        data.test.texts,
-        settings,
-    )
-    result["latency"] = timed["peer"]
-    result["original_latency"] = timed["original"]
-    return result
+    return measure_peer(recipe, Artifact("onnx", folder, "peer-nncf", [variant]), out)
 
 
 def _peer_summary(original: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:

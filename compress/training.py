@@ -46,6 +46,20 @@ class RecoveryConfig(TrainConfig):
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
 
 
+def recover(
+    model: Any,
+    processor: Any,
+    recovery: RecoveryConfig | None,
+    teacher_logits: torch.Tensor | None,
+    ctx: PassContext,
+) -> None:
+    """A pruning pass's `recovery`: distil the pruned model from the unpruned one's logits."""
+    if recovery is None or teacher_logits is None:
+        return
+    loss = distillation_loss_fn(teacher_logits, recovery.temperature, recovery.alpha)
+    ctx.metrics["recovery"] = train(model, processor, recovery, ctx, loss, "recover")
+
+
 def default_device() -> torch.device:
     """Where single-process work (teacher logits, importance scores) runs: CUDA if present."""
     import torch

@@ -17,7 +17,7 @@ from compress.artifacts import Artifact
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
 from compress.passes.common import load_input, save_output
-from compress.training import RecoveryConfig, distillation_loss_fn
+from compress.training import RecoveryConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -99,7 +99,7 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
     from compress.pruning import linear_flops_per_token
-    from compress.training import default_device, split_logits, train
+    from compress.training import default_device, recover, split_logits
 
     model, tokenizer = load_input(artifact, ctx)
     model.eval().to(default_device())
@@ -124,9 +124,7 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
         f"encoder matmul MACs/token {before_flops / 1e6:.1f}M -> {after_flops / 1e6:.1f}M "
         f"({before_flops / after_flops:.2f}x fewer)"
     )
-    if cfg.recovery is not None and teacher_logits is not None:
-        loss = distillation_loss_fn(teacher_logits, cfg.recovery.temperature, cfg.recovery.alpha)
-        ctx.metrics["recovery"] = train(pruned, tokenizer, cfg.recovery, ctx, loss, "recover")
+    recover(pruned, tokenizer, cfg.recovery, teacher_logits, ctx)
     return save_output(pruned, tokenizer, ctx)
 
 

@@ -43,7 +43,7 @@ def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Art
     import torch
 
     from compress.data.text import bucketed_batches
-    from compress.training import default_device, distillation_loss_fn, split_logits, train
+    from compress.training import default_device, recover, split_logits
     from compress.vision.pruning import count_macs, prune_channels
 
     model, processor = load_input(artifact, ctx)
@@ -87,9 +87,7 @@ def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Art
         f"{before_macs / 1e6:.1f}M -> {after_macs / 1e6:.1f}M "
         f"({before_macs / after_macs:.2f}x fewer); {len(changed['pruned_layers'])} convs narrowed"
     )
-    if cfg.recovery is not None and teacher_logits is not None:
-        loss = distillation_loss_fn(teacher_logits, cfg.recovery.temperature, cfg.recovery.alpha)
-        ctx.metrics["recovery"] = train(model, processor, cfg.recovery, ctx, loss, "recover")
+    recover(model, processor, cfg.recovery, teacher_logits, ctx)
     return save_output(model, processor, ctx)
 
 
