@@ -62,8 +62,11 @@ class QatConfig(TrainConfig):
         "MatMul/Gemm/Conv inputs; embedding lookups stay float)",
     )
     opset: int = Field(18, ge=14, le=21, description="ONNX opset of the exported file")
+    # INT8 kernels round differently from torch's fake quantization: on the real MiniLM
+    # student that alone moved logits by 0.011-0.128, while a wrong graph (inputs swapped)
+    # moved them by 0.37-0.77.
     atol: float = Field(
-        0.1, gt=0, description="max |logit difference| allowed vs the fake-quant PyTorch model"
+        0.25, gt=0, description="max |logit difference| allowed vs the fake-quant PyTorch model"
     )
 
 
