@@ -10,7 +10,8 @@ wanted ONNX file), the expected accuracy from its `report.json` when that
 report measured exactly this file (same artifact key). Engines are not
 shipped: they run only on the GPU architecture and TensorRT version that
 built them, so `build_engine.py` builds one on the device with a verbatim copy
-of `compress/trt_core.py` (no compress install needed there).
+of `compress/trt_core.py`, and `infer.py` runs it with a copy of
+`compress/trt_exec.py` (no compress install needed there).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ PREPROCESSING = (
 )
 DEVICE_SCRIPTS = Path(__file__).parent / "device"
 BUILDER = Path(__file__).parent / "trt_core.py"
+RUNNER = Path(__file__).parent / "trt_exec.py"
 STEP_FOLDER = re.compile(r"^\d{2}-[a-z_]+$")
 
 
@@ -352,6 +354,7 @@ def _write_scripts(folder: Path, manifest: dict[str, Any], target: Target) -> No
     if target.has_gpu:
         shutil.copyfile(DEVICE_SCRIPTS / "build_engine.py", folder / "build_engine.py")
         shutil.copyfile(BUILDER, folder / "trt_core.py")
+        shutil.copyfile(RUNNER, folder / "trt_exec.py")
         script = folder / "build_engine.sh"
         script.write_text(trtexec_script(manifest))
         script.chmod(0o755)
@@ -444,7 +447,9 @@ def device_readme(manifest: dict[str, Any], target: Target) -> str:
             "`build_engine.py` needs only Python and TensorRT's Python bindings (JetPack",
             "ships them): `trt_core.py` beside it is a verbatim copy of the builder",
             "compress uses (same sha256 as in compress), so no compress install is needed.",
-            "`infer.py --runtime tensorrt` also needs PyTorch with CUDA for GPU buffers.",
+            "`infer.py --runtime tensorrt` runs the engine with `trt_exec.py`, a copy of",
+            "the runner `compress bench` measures engines with; it also needs PyTorch with",
+            "CUDA for the GPU buffers.",
         ]
     checked = manifest.get("checked_by")
     if checked:

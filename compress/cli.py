@@ -89,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     model = bench_sub.add_parser(
         "model", help="latency, throughput, memory (and accuracy) of one model on runtimes"
     )
-    model.add_argument("model", type=Path, help="model folder (PyTorch) or .onnx file")
+    model.add_argument(
+        "model", type=Path, help="model folder (PyTorch), .onnx file or TensorRT .engine/.plan"
+    )
     model.add_argument(
         "--runtime",
         dest="runtimes",
@@ -97,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="torch, torch-compile, torch-cuda, torch-cuda-fp16, torch-cuda-compile (folders); "
-        "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt (.onnx); repeatable",
+        "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt (.onnx); tensorrt (engines); "
+        "repeatable",
     )
     model.add_argument("--batch-sizes", type=_int_list, default=[1, 8], metavar="1,8,32")
     model.add_argument(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from compress.artifacts import StepResult, hash_json, write_json_atomic
 from compress.data import Dataset
+from compress.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from compress.benchmark.settings import BenchmarkSettings
@@ -22,36 +23,54 @@ if TYPE_CHECKING:
     from compress.tasks import Task
 
 
-# Runtimes the report measures on this machine's CPU; a TensorRT engine needs an NVIDIA GPU.
-MEASURED_RUNTIMES = ("torch", "onnxruntime")
-NOT_RUN_REASON = "TensorRT engine: built, not run (needs an NVIDIA GPU; the report runs on the CPU)"
+# Runtimes every machine has; TensorRT engines are measured too where a GPU can run them.
+CPU_RUNTIMES = ("torch", "onnxruntime")
 
 
-def select_stages(recipe: Recipe, results: list[StepResult]) -> list[tuple[StepResult, str]]:
+def measured_runtimes() -> tuple[str, ...]:
+    """The variant runtimes the report measures on this machine."""
+    from compress.benchmark.engine_runtime import engine_unavailable
+
+    return CPU_RUNTIMES + (() if engine_unavailable() else ("tensorrt",))
+
+
+def select_stages(
+    recipe: Recipe, results: list[StepResult], runtimes: tuple[str, ...] | None = None
+) -> list[tuple[StepResult, str]]:
     """(step, variant name) pairs to measure, the original first.
 
-    Variants this machine cannot run (engines) are left out; see `not_run`.
-    With `stages: final`, the final step is the last one with a runnable variant.
+    Variants of other `runtimes` (default: `measured_runtimes()`) are left out;
+    see `not_run`. With `stages: final`, the final step is the last one with a
+    runnable variant.
     """
+    runtimes = measured_runtimes() if runtimes is None else runtimes
     original = 1 if len(results) > 1 and results[1].name == "fine_tune" else 0
     picked = [(results[original], results[original].artifact.variants[0].name)]
-    later = [step for step in results[original + 1 :] if _runnable(step) and not skipped(step)]
+    later = [
+        step
+        for step in results[original + 1 :]
+        if any(v.runtime in runtimes for v in step.artifact.variants) and not skipped(step)
+    ]
     if recipe.doc.benchmark.stages == "final" and later:
         later = later[-1:]
     for step in later:
-        picked.extend(
-            (step, v.name) for v in step.artifact.variants if v.runtime in MEASURED_RUNTIMES
-        )
+        picked.extend((step, v.name) for v in step.artifact.variants if v.runtime in runtimes)
     return picked
 
 
-def not_run(results: list[StepResult]) -> list[dict[str, Any]]:
-    """The variants the report does not measure, each with the reason."""
+def not_run(
+    results: list[StepResult], runtimes: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """The variants the report does not measure here, each with the reason."""
+    from compress.benchmark.engine_runtime import engine_unavailable
+
+    runtimes = measured_runtimes() if runtimes is None else runtimes
+    reason = f"TensorRT engine: built, not run ({engine_unavailable() or 'not selected'})"
     return [
-        {"step": step.folder.name, "variant": v.name, "file": v.file, "reason": NOT_RUN_REASON}
+        {"step": step.folder.name, "variant": v.name, "file": v.file, "reason": reason}
         for step in results
         for v in step.artifact.variants
-        if v.runtime not in MEASURED_RUNTIMES and not skipped(step)
+        if v.runtime not in runtimes and not skipped(step)
     ]
 
 
@@ -68,10 +87,6 @@ def skipped(step: StepResult) -> str | None:
     """Why `step` was skipped (it passed its input on unchanged), or None when it ran."""
     reason = step.manifest.get("metrics", {}).get("skipped")
     return str(reason) if reason else None
-
-
-def _runnable(step: StepResult) -> bool:
-    return any(v.runtime in MEASURED_RUNTIMES for v in step.artifact.variants)
 
 
 def make_report(
@@ -96,15 +111,16 @@ def make_report(
         {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
     )
     stages: list[dict[str, Any]] = []
-    selected = select_stages(recipe, results)
+    candidates = select_stages(recipe, results)
     unmeasured = not_run(results)
     for entry in unmeasured:
         print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
     did_not_run = skipped_steps(results)
     for entry in did_not_run:
         print(f"  {entry['step']}: skipped: {entry['reason']}")
-    print(f"benchmarking {len(selected)} stages on {len(data.test)} test rows")
-    for step, name in selected:
+    print(f"benchmarking {len(candidates)} stages on {len(data.test)} test rows")
+    selected = []
+    for step, name in candidates:
         variant = step.artifact.variant(name)
         cache = step.folder / f"eval-{variant.name}-{bench_key}.json"
         measured: dict[str, Any] | None = None
@@ -113,19 +129,29 @@ def make_report(
         if measured is None or measured.get("artifact_key") != step.artifact.key:
             label = f"{step.folder.name}:{variant.name}"
             print(f"  evaluating {label} ({variant.runtime}, {variant.target})")
-            measured = benchmark_variant(
-                step.artifact,
-                variant,
-                data.test,
-                settings,
-                max_length,
-                progress,
-                keep_predictions=True,
-                measure=False,
-                task=task,
-            )
+            try:
+                measured = benchmark_variant(
+                    step.artifact,
+                    variant,
+                    data.test,
+                    settings,
+                    max_length,
+                    progress,
+                    keep_predictions=True,
+                    measure=False,
+                    task=task,
+                )
+            except ModelLoadError as exc:
+                if variant.runtime != "tensorrt":
+                    raise
+                # e.g. an engine built for another GPU architecture than this one
+                print(f"  {label}: not run: {exc}")
+                entry = {"step": step.folder.name, "variant": name, "file": variant.file}
+                unmeasured.append({**entry, "reason": f"TensorRT engine: {exc}"})
+                continue
             measured["artifact_key"] = step.artifact.key
             write_json_atomic(cache, measured)
+        selected.append((step, name))
         stage = {
             "stage": step.name,
             "variant": variant.name,

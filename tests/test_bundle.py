@@ -116,12 +116,14 @@ def test_bundle_unpacks_verifies_and_runs_without_compress(tiny_run: Path, tmp_p
     assert on_disk == set(manifest["files"]) | {"manifest.json"}
     for file, digest in manifest["files"].items():
         assert hashlib.sha256((folder / file).read_bytes()).hexdigest() == digest, file
-    assert {"model.onnx", "tokenizer.json", "infer.py", "build_engine.py", "trt_core.py"} <= on_disk
+    scripts = {"infer.py", "build_engine.py", "trt_core.py", "trt_exec.py"}
+    assert {"model.onnx", "tokenizer.json", *scripts} <= on_disk
     assert (folder / "model.onnx").read_bytes() == (
         tiny_run / "02-quantize" / "model_int8_qdq.onnx"
     ).read_bytes()
-    source = Path(__file__).parents[1] / "compress" / "trt_core.py"
-    assert (folder / "trt_core.py").read_bytes() == source.read_bytes()
+    for vendored in ("trt_core.py", "trt_exec.py"):  # verbatim: the device runs compress's code
+        source = Path(__file__).parents[1] / "compress" / vendored
+        assert (folder / vendored).read_bytes() == source.read_bytes()
     assert manifest["target"]["compute_capability"] == "8.7"
     assert manifest["engine"]["precision"] == "int8"
     assert manifest["labels"] == ["neg", "pos"]

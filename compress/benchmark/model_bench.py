@@ -1,8 +1,9 @@
 """`compress bench model`: benchmark one model file or folder on chosen runtimes.
 
 Any model artifact compress writes or reads can be measured: a Hugging Face
-or image model folder (PyPI torch runtimes) or an ONNX file (ONNX Runtime;
-its tokenizer or preprocessing is read from the file's folder). For every
+or image model folder (PyPI torch runtimes), an ONNX file (ONNX Runtime) or a
+TensorRT engine (on an NVIDIA GPU with the TensorRT that built it); a file's
+tokenizer or preprocessing is read from its folder. For every
 runtime, latency is measured at each batch size (and, for text, each
 sequence length), so the result shows how cost grows with the work. Results
 are JSON first (`SCHEMA_VERSION`); Markdown, HTML and a plot are rendered
@@ -39,6 +40,12 @@ ORT_RUNTIMES = {
         "CPUExecutionProvider",
     ],
 }
+ENGINE_RUNTIMES = {"tensorrt": None}  # the TensorRT flavour that built the engine
+RUNTIME_TABLES: dict[str, dict[str, Any]] = {
+    "torch": TORCH_RUNTIMES,
+    "onnx": ORT_RUNTIMES,
+    "tensorrt": ENGINE_RUNTIMES,
+}
 DEFAULT_DATA = {"text-classification": "rotten-tomatoes", "image-classification": "photos"}
 
 
@@ -60,19 +67,24 @@ class ModelBenchSpec:
 
 
 def detect(model: Path) -> tuple[str, str, Path]:
-    """(kind "torch" or "onnx", task name, folder holding its tokenizer/preprocessing)."""
+    """(kind "torch", "onnx" or "tensorrt", task name, folder holding its preprocessing)."""
+    from compress.benchmark.engine_runtime import ENGINE_SUFFIXES
     from compress.vision.images import PROCESSOR_FILE
 
-    if model.is_file() and model.suffix == ".onnx":
+    if model.is_file() and model.suffix in (".onnx", *ENGINE_SUFFIXES):
         folder = model.parent
         image = (folder / PROCESSOR_FILE).is_file() and not (folder / "tokenizer.json").exists()
-        return "onnx", "image-classification" if image else "text-classification", folder
+        kind = "onnx" if model.suffix == ".onnx" else "tensorrt"
+        return kind, "image-classification" if image else "text-classification", folder
     if model.is_dir() and (model / "config.json").is_file():
         from compress.vision.folder import is_image_folder
 
         task = "image-classification" if is_image_folder(model) else "text-classification"
         return "torch", task, model
-    raise ModelLoadError(f"{model}: not an ONNX file or a model folder with config.json")
+    raise ModelLoadError(
+        f"{model}: not an ONNX file, a TensorRT engine (.engine/.plan/.trt) "
+        "or a model folder with config.json"
+    )
 
 
 def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
@@ -88,9 +100,9 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
 
     kind, detected, folder = detect(spec.model)
     task = get_task(spec.task or detected)
-    runtimes = spec.runtimes or (["torch"] if kind == "torch" else ["onnxruntime"])
+    table = RUNTIME_TABLES[kind]
+    runtimes = spec.runtimes or [next(iter(table))]
     for name in runtimes:
-        table = TORCH_RUNTIMES if kind == "torch" else ORT_RUNTIMES
         if name not in table:
             raise UserError(f"runtime '{name}' cannot run a {kind} model (use: {', '.join(table)})")
     processor = task.load_processor(folder)
@@ -109,6 +121,9 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
                 feeds = task.fixed_batch(processor, inputs, batch, seq or 1)
                 stats = measure_latency(partial(runtime, feeds), spec.warmup, spec.repetitions)
                 row = {"batch_size": batch, **latency_entry(stats, batch)}
+                calls = -(-batch // getattr(runtime, "max_batch", batch))
+                if calls > 1:  # an engine whose profile stops below this batch size
+                    row["engine_calls"] = calls
                 if seq:
                     row["sequence_length"] = seq
                 entry["latency"].append(row)
@@ -175,6 +190,10 @@ def _open(kind: str, name: str, spec: ModelBenchSpec, task: Any) -> Any:
 
     if kind == "torch":
         return TorchRuntime(spec.model, spec.threads, task, **TORCH_RUNTIMES[name])
+    if kind == "tensorrt":
+        from compress.benchmark.engine_runtime import TrtRuntime
+
+        return TrtRuntime(spec.model)
     return OrtRuntime(spec.model, spec.threads, ORT_RUNTIMES[name])
 
 
@@ -187,6 +206,8 @@ def _model_facts(model: Path, kind: str, task: Any, processor: Any) -> dict[str,
         variant = artifact.variants[0]
         loaded, _ = task.load(str(model), None)
         meta = task.model_meta(loaded, processor, 64)
+    elif kind == "tensorrt":  # parameters are those of the ONNX file it was built from
+        return {"size_bytes": model.stat().st_size, "parameters": None, **_build_facts(model)}
     else:
         variant = Variant("onnx", "onnxruntime", "unknown", "portable", model.name)
         artifact = Artifact("onnx", model.parent, "bench", [variant])
@@ -199,9 +220,20 @@ def _model_facts(model: Path, kind: str, task: Any, processor: Any) -> dict[str,
     }
 
 
+def _build_facts(engine: Path) -> dict[str, Any]:
+    """What build.json beside an engine says about how it was built."""
+    info_file = engine.parent / "build.json"
+    try:
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    except (OSError, ValueError):
+        info = {}
+    keep = ("backend_name", "backend_version", "precision", "compute_capabilities", "options")
+    return {"engine_build": {k: info[k] for k in keep if k in info}} if info else {}
+
+
 def _peak_memory_mb(runtime: str) -> float:
-    """GPU: peak memory torch allocated; CPU: the process's peak resident memory."""
-    if "cuda" in runtime and runtime.startswith("torch"):
+    """GPU: peak memory torch allocated (engine buffers included); CPU: peak resident memory."""
+    if ("cuda" in runtime and runtime.startswith("torch")) or runtime == "tensorrt":
         import torch
 
         peak = torch.cuda.max_memory_allocated() / 1e6

@@ -16,7 +16,8 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
             rows.append(
                 [
                     entry["runtime"],
-                    str(row["batch_size"]),
+                    str(row["batch_size"])
+                    + (f" ({row['engine_calls']} engine calls)" if row.get("engine_calls") else ""),
                     str(seq) if seq else "-",
                     f"{row['p50_ms']:.3f}",
                     f"{row['p90_ms']:.3f}",
@@ -35,15 +36,25 @@ def _facts(result: dict[str, Any]) -> list[str]:
     m = result["method"]
     macs = result.get("macs_per_example") or result.get("macs_per_token")
     unit = "per image" if result.get("macs_per_example") else "per token"
+    params = result.get("parameters")
     lines = [
         f"Model: `{result['model']}` ({result['kind']}, {m.get('task')}), "
-        f"{result['size_bytes'] / 1e6:.2f} MB on disk, {result['parameters']:,} parameters"
+        f"{result['size_bytes'] / 1e6:.2f} MB on disk"
+        + (f", {params:,} parameters" if params is not None else "")
         + (f", {macs / 1e6:.1f}M MACs {unit}" if macs else ""),
         f"Inputs: real examples from `{m.get('data')}`, one example = {m.get('example_shape')}; "
         f"{m.get('warmup')} warm-up calls, then {m.get('repetitions')} timed calls per shape; "
         f"{m.get('threads')} CPU threads; CPU {m.get('cpu')}; GPU {m.get('gpu') or 'none'}; "
         f"{m.get('date')}.",
     ]
+    build = result.get("engine_build")
+    if build:
+        options = build.get("options", {})
+        lines.append(
+            f"Engine: {build.get('backend_name')} {build.get('backend_version')}, "
+            f"{build.get('precision')}, batch range {options.get('batch')}, sequence range "
+            f"{options.get('sequence')} (a larger batch runs as several engine calls)"
+        )
     for entry in result["runtimes"]:
         if "accuracy" in entry:
             lines.append(

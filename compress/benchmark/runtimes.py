@@ -116,6 +116,11 @@ class OrtRuntime:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
             raise ModelLoadError(f"cannot load {path} in ONNX Runtime: {exc}") from None
+        if providers[0] not in session.get_providers():  # ORT falls back with only a warning
+            raise UserError(
+                f"ONNX Runtime could not start {providers[0]} for {path.name} (it fell back to "
+                f"{', '.join(session.get_providers())}); see its log above for the missing library"
+            )
         self.session: Any = session
         inputs = session.get_inputs()
         self.input_names = [i.name for i in inputs]
@@ -150,10 +155,9 @@ def open_runtime(
     if variant.runtime == "onnxruntime":
         return OrtRuntime(path, threads)
     if variant.runtime == "tensorrt":
-        raise UserError(
-            f"variant '{variant.name}' is a TensorRT engine: it runs on an NVIDIA GPU "
-            "(deserialized by the TensorRT runtime), not in this CPU benchmark"
-        )
+        from compress.benchmark.engine_runtime import TrtRuntime
+
+        return TrtRuntime(path)
     raise UserError(f"variant '{variant.name}' has an unknown runtime '{variant.runtime}'")
 
 
@@ -162,6 +166,7 @@ def count_parameters(artifact: Artifact, variant: Variant, task: Task | None = N
 
     ONNX counts int8 weights and their scales/zero points; int64 initializers
     (shapes, indices, position ids) are constants, not weights, and are left out.
+    A TensorRT engine counts the ONNX file it was built from.
     """
     path = artifact.file(variant)
     if not path.exists():
@@ -169,6 +174,13 @@ def count_parameters(artifact: Artifact, variant: Variant, task: Task | None = N
     if variant.runtime == "torch":
         model, _ = (task or get_task("text-classification")).load(str(path), None)
         return int(sum(p.numel() for p in model.parameters()))
+    if variant.runtime == "tensorrt":  # an engine holds the weights of the ONNX it was built from
+        from compress.benchmark.engine_runtime import engine_source
+
+        source = engine_source(artifact.path, artifact.meta)
+        if source is None:
+            raise ModelLoadError(f"{path}: the ONNX file this engine was built from is gone")
+        path = source
     total = 0
     for tensor in _onnx_graph(path).initializer:
         if tensor.data_type == _onnx_int64():
@@ -182,7 +194,7 @@ def model_size_bytes(artifact: Artifact, variant: Variant) -> int:
 
     A Hugging Face folder counts its weight files (`*.safetensors`, else
     `*.bin`, without trainer state); an ONNX variant counts its `.onnx` file
-    and any external-data files it refers to.
+    and any external-data files it refers to; an engine, its file.
     """
     path = artifact.file(variant)
     if variant.runtime == "torch" or path.is_dir():
@@ -195,6 +207,8 @@ def model_size_bytes(artifact: Artifact, variant: Variant) -> int:
         return sum(f.stat().st_size for f in files)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
+    if variant.runtime == "tensorrt":
+        return path.stat().st_size
     locations = set()
     for tensor in _onnx_graph(path).initializer:
         for entry in tensor.external_data:

@@ -5,8 +5,9 @@
     python3 infer.py --runtime tensorrt "..."    # the engine build_engine.py wrote
 
 Runs with ONNX Runtime (`pip install -r requirements.txt`) unless an engine
-(model.engine) is present, then with TensorRT (needs `tensorrt` and PyTorch
-with CUDA for the GPU buffers, both part of a JetPack setup). Preprocessing
+(model.engine) is present, then with TensorRT through `trt_exec.py` (needs
+`tensorrt` and PyTorch with CUDA for the GPU buffers, both part of a JetPack
+setup). Preprocessing
 follows the bundle's tokenizer.json or preprocessor_config.json, as in training.
 """
 
@@ -73,34 +74,26 @@ def run_onnxruntime(feeds: dict[str, Any], manifest: dict[str, Any], cpu_only: b
 
 
 def run_tensorrt(feeds: dict[str, Any], engine_file: Path) -> Any:
-    """Run the serialized engine on the GPU (buffers held by PyTorch tensors)."""
-    import tensorrt as trt
-    import torch
+    """Run the engine on the GPU with `trt_exec.py` (the runner compress benchmarks with)."""
+    import importlib
 
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(engine_file.read_bytes())
-    context = engine.create_execution_context()
-    kept = []
-    output_name = None
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            tensor = torch.from_numpy(feeds[name]).cuda()
-            context.set_input_shape(name, tuple(tensor.shape))
-            context.set_tensor_address(name, tensor.data_ptr())
-            kept.append(tensor)
-        else:
-            output_name = name
-    if output_name is None:
-        raise RuntimeError(f"{engine_file} has no output tensor")
-    shape = tuple(context.get_tensor_shape(output_name))
-    output = torch.empty(shape, dtype=torch.float32, device="cuda")
-    context.set_tensor_address(output_name, output.data_ptr())
-    stream = torch.cuda.current_stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise RuntimeError("TensorRT could not run the engine")
-    stream.synchronize()
-    return output.cpu().numpy()
+    sys.path.insert(0, str(HERE))
+    import trt_exec
+
+    for name in ("tensorrt", "tensorrt_rtx"):  # JetPack / data-center TensorRT, or TensorRT-RTX
+        try:
+            trt = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    else:
+        raise SystemExit("no TensorRT Python module: install JetPack's tensorrt, or tensorrt-rtx")
+    try:
+        engine = trt_exec.EngineRunner(trt, engine_file.read_bytes())
+        outputs = engine(feeds)
+    except trt_exec.EngineError as exc:
+        raise SystemExit(f"{engine_file.name}: {exc}") from None
+    return outputs["logits"] if "logits" in outputs else outputs[engine.output_names[0]]
 
 
 def main(argv: list[str] | None = None) -> int:

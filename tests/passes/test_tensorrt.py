@@ -11,11 +11,12 @@ import onnx
 import pytest
 
 from compress.artifacts import Artifact, StepResult
+from compress.benchmark.engine_runtime import engine_unavailable
 from compress.errors import EngineBuildError, RecipeError
 from compress.passes.base import PassContext
 from compress.passes.tensorrt import ShapeRange, TensorRTConfig, apply
 from compress.recipe import load_recipe
-from compress.report_stages import not_run, select_stages
+from compress.report_stages import CPU_RUNTIMES, not_run, select_stages
 from compress.trt_build import BuildOptions, build_engine
 from tests.conftest import write_bad_qdq_onnx
 
@@ -142,10 +143,20 @@ def test_report_lists_engines_as_not_run(
             ]
         )
     ]
-    picked = [(step.name, variant) for step, variant in select_stages(recipe, results)]
-    assert picked == [("input", "fp32"), ("quantize", "int8-qdq")]
-    (skipped,) = not_run(results)
+    cpu = [(step.name, variant) for step, variant in select_stages(recipe, results, CPU_RUNTIMES)]
+    assert cpu == [("input", "fp32"), ("quantize", "int8-qdq")]
+    (skipped,) = not_run(results, CPU_RUNTIMES)
     assert skipped["variant"] == "int8-engine" and "not run" in skipped["reason"]
+    gpu = select_stages(recipe, results, (*CPU_RUNTIMES, "tensorrt"))
+    assert [(step.name, variant) for step, variant in gpu] == [
+        ("input", "fp32"),
+        ("tensorrt", "int8-engine"),
+    ]
+    assert not not_run(results, (*CPU_RUNTIMES, "tensorrt"))
+    reason = engine_unavailable()
+    if reason is not None:  # this machine: the report leaves the engine out, saying why
+        assert [entry["variant"] for entry in not_run(results)] == ["int8-engine"]
+        assert reason in not_run(results)[0]["reason"]
 
 
 def _recipe_error(tmp_path: Path, passes: str) -> RecipeError:
