@@ -41,6 +41,16 @@ def make_texts(n: int, seed: int) -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels, dtype=np.int64)
 
 
+def write_labelled_csv(folder: Path, n: int, seed: int) -> Path:
+    """`folder/data.csv` (columns text,label) with `n` of `make_texts`'s sentences, neg/pos."""
+    texts, labels = make_texts(n, seed)
+    names = ["neg", "pos"]
+    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
+    path = folder / "data.csv"
+    path.write_text("text,label\n" + rows)
+    return path
+
+
 def build_tiny_classifier(folder: Path, layers: int = 4) -> Path:
     """Save a randomly initialised 4-layer BERT classifier and its tokenizer to `folder`."""
     import torch

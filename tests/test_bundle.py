@@ -17,7 +17,7 @@ from compress.cli import main
 from compress.errors import UserError
 from compress.recipe import load_recipe
 from compress.runner import run_recipe
-from tests.conftest import make_texts
+from tests.conftest import write_labelled_csv
 
 RECIPE = """\
 name: tiny
@@ -62,10 +62,7 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("full TensorRT is installed: the tensorrt step would not be skipped")
     folder = tmp_path_factory.mktemp("bundle-run")
-    texts, labels = make_texts(160, 7)
-    names = ["neg", "pos"]
-    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
-    (folder / "data.csv").write_text("text,label\n" + rows)
+    write_labelled_csv(folder, 160, 7)
     recipe = folder / "tiny.yaml"
     recipe.write_text(RECIPE.format(model=tiny_model_dir))
     run_recipe(load_recipe(recipe), folder / "run", progress=False)

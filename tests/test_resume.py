@@ -26,7 +26,7 @@ from compress.artifacts import hash_json, read_manifest
 from compress.cli import main
 from compress.recipe import load_recipe
 from compress.runner import run_recipe
-from tests.conftest import make_texts
+from tests.conftest import write_labelled_csv
 
 ROOT = Path(__file__).parents[1]
 COMMAND = (sys.executable, "-u", "-m", "compress", "run")
@@ -103,9 +103,7 @@ class Run:
 
 @pytest.fixture()
 def recipe_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    texts, labels = make_texts(200, 11)
-    rows = "".join(f"{t},{['neg', 'pos'][y]}\n" for t, y in zip(texts, labels, strict=True))
-    (tmp_path / "data.csv").write_text("text,label\n" + rows)
+    write_labelled_csv(tmp_path, 200, 11)
     path = tmp_path / "resume.yaml"
     path.write_text(RECIPE.format(model=tiny_model_dir))
     return path

@@ -10,7 +10,7 @@ import pytest
 from compress.cli import main
 from compress.recipe import load_recipe
 from compress.runner import run_recipe
-from tests.conftest import make_texts
+from tests.conftest import write_labelled_csv
 
 RECIPE = """\
 name: tiny
@@ -36,10 +36,7 @@ benchmark:
 
 @pytest.fixture()
 def recipe_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    texts, labels = make_texts(160, 7)
-    names = ["neg", "pos"]
-    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
-    (tmp_path / "data.csv").write_text("text,label\n" + rows)
+    write_labelled_csv(tmp_path, 160, 7)
     path = tmp_path / "tiny.yaml"
     path.write_text(RECIPE.format(model=tiny_model_dir))
     return path

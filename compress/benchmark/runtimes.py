@@ -107,6 +107,8 @@ class OrtRuntime:
             )
         if providers[0] != "CPUExecutionProvider":
             self.name = "onnxruntime-" + providers[0].removesuffix("ExecutionProvider").lower()
+            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, as torch does
+                ort.preload_dlls()
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -10,7 +10,7 @@ import pytest
 from compress.benchmark.suite import load_suite
 from compress.cli import main
 from compress.errors import RecipeError
-from tests.conftest import make_texts
+from tests.conftest import write_labelled_csv
 
 RECIPE = """\
 name: tiny_suite
@@ -25,10 +25,7 @@ benchmark: {{batch_sizes: [1], sequence_length: 16, warmup: 1, repetitions: 5}}
 
 @pytest.fixture()
 def suite_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    texts, labels = make_texts(120, 3)
-    names = ["neg", "pos"]
-    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
-    (tmp_path / "data.csv").write_text("text,label\n" + rows)
+    write_labelled_csv(tmp_path, 120, 3)
     (tmp_path / "tiny.yaml").write_text(RECIPE.format(model=tiny_model_dir))
     return tmp_path
 
