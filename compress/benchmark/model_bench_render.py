@@ -47,6 +47,8 @@ def _facts(result: dict[str, Any]) -> list[str]:
         f"{m.get('threads')} CPU threads; CPU {m.get('cpu')}; GPU {m.get('gpu') or 'none'}; "
         f"{m.get('date')}.",
     ]
+    if m.get("labels"):
+        lines.append(f"Labels: {m['labels']}.")
     build = result.get("engine_build")
     if build:
         options = build.get("options", {})

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from compress.benchmark.model_bench import SCHEMA_VERSION, detect, load_results
+from compress.benchmark.evaluate import evaluate
+from compress.benchmark.model_bench import (
+    SCHEMA_VERSION,
+    ModelBenchSpec,
+    align_labels,
+    bench_model,
+    detect,
+    load_results,
+    model_labels,
+)
+from compress.benchmark.runtimes import OrtRuntime
 from compress.cli import main
+from compress.data import Dataset, Split
 from compress.errors import ModelLoadError, UserError
+from compress.tasks import get_task
 
 from .conftest import LABELS, TEXTS
 
@@ -76,3 +91,51 @@ def test_bad_inputs_are_clear_errors(model_dir: Path, tmp_path: Path) -> None:
         load_results(tmp_path / "bench.json")
     code = main(["bench", "model", str(model_dir / "model.onnx"), "--runtime", "torch"])
     assert code == 2
+
+
+def _dataset(names: list[str], labels: list[int]) -> Dataset:
+    split = Split([f"text {i}" for i in range(len(labels))], np.asarray(labels, dtype=np.int64))
+    return Dataset(names, split, split, split, "reviews.csv", "key")
+
+
+def test_data_labels_are_renumbered_to_the_models_by_name() -> None:
+    # a file's labels are numbered in sorted order; this model says 0 = rotten, 1 = fresh
+    data = _dataset(["fresh", "rotten"], [0, 1, 1, 0])
+    aligned, how = align_labels(data, ["rotten", "fresh"])
+    assert aligned.test.labels.tolist() == [1, 0, 0, 1] and "by name" in how
+    assert aligned.label_names == ["rotten", "fresh"]
+    assert aligned.train.labels.tolist() == [1, 0, 0, 1]
+    same, how = align_labels(_dataset(["rotten", "fresh"], [0, 1]), ["rotten", "fresh"])
+    assert same.test.labels.tolist() == [0, 1] and "are the model's" in how
+    # integer labels (an .npz of ImageNet ids) are the model's ids
+    ids, how = align_labels(_dataset(["0", "1", "2"], [2, 0, 1]), ["tench", "goldfish", "shark"])
+    assert ids.test.labels.tolist() == [2, 0, 1] and "label ids" in how
+    untouched, how = align_labels(data, None)
+    assert untouched.test.labels.tolist() == [0, 1, 1, 0] and "as given" in how
+    with pytest.raises(UserError, match=r"\['positive'\] are not among the model's"):
+        align_labels(_dataset(["fresh", "positive"], [0, 1]), ["rotten", "fresh"])
+
+
+def test_bench_scores_a_file_against_the_models_label_order(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "rotten", "1": "fresh"}
+    config["label2id"] = {"rotten": 0, "fresh": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert model_labels(folder) == ["rotten", "fresh"]
+    named = tmp_path / "named.csv"
+    with named.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("text", "label")] + [
+            (t, ["rotten", "fresh"][y]) for t, y in zip(TEXTS, LABELS, strict=True)
+        ])  # fmt: skip
+    spec = ModelBenchSpec(folder / "model.onnx", batch_sizes=[1], repetitions=1, warmup=0)
+    by_name = bench_model(replace(spec, data=str(named)), progress=False)
+    assert by_name["method"]["labels"] == "matched by name to the model's"
+    onnx = OrtRuntime(folder / "model.onnx", threads=1)
+    tokenizer = get_task("text-classification").load_processor(folder)
+    truth = Split(list(TEXTS), np.asarray(LABELS, dtype=np.int64))
+    expected = evaluate(onnx, tokenizer, truth, 64, 8, progress=False)["accuracy"]
+    assert by_name["runtimes"][0]["accuracy"] == pytest.approx(expected)
