@@ -210,6 +210,8 @@ def align_labels(data: Any, names: list[str] | None) -> tuple[Any, str]:
     from compress.data import Split
 
     ours = list(data.label_names)
+    if not data.labelled:
+        return data, "the data has no labels of its own: latency only"
     if names is None:
         return data, "label ids as given (no config.json with id2label beside the model)"
     if ours == names:

@@ -112,6 +112,9 @@ def test_data_labels_are_renumbered_to_the_models_by_name() -> None:
     assert ids.test.labels.tolist() == [2, 0, 1] and "label ids" in how
     untouched, how = align_labels(data, None)
     assert untouched.test.labels.tolist() == [0, 1, 1, 0] and "as given" in how
+    unlabelled = replace(_dataset([], [-1, -1]), labelled=False)  # the offline photos
+    kept, how = align_labels(unlabelled, ["rotten", "fresh"])
+    assert kept.test.labels.tolist() == [-1, -1] and "no labels" in how
     with pytest.raises(UserError, match=r"\['positive'\] are not among the model's"):
         align_labels(_dataset(["fresh", "positive"], [0, 1]), ["rotten", "fresh"])
 

@@ -1,0 +1,33 @@
+"""`compress bench model` on an image model folder: the default photos (unlabelled) and MNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compress.benchmark.model_bench import ModelBenchSpec, bench_model
+from compress.data import Dataset
+
+
+def test_photos_give_latency_and_no_accuracy(cnn_dir: Path) -> None:
+    result = bench_model(
+        ModelBenchSpec(cnn_dir, batch_sizes=[1, 4], warmup=1, repetitions=3), progress=False
+    )
+    (entry,) = result["runtimes"]
+    assert [row["batch_size"] for row in entry["latency"]] == [1, 4]
+    assert "accuracy" not in entry and "no labels" in result["method"]["labels"]
+    assert result["method"]["example_shape"].startswith("1x28x28")
+
+
+def test_integer_labels_of_an_npz_are_scored(
+    cnn_dir: Path, mnist_slice: Dataset, tmp_path: Path
+) -> None:
+    digits = tmp_path / "digits.npz"
+    images = np.stack([np.asarray(mnist_slice.test.inputs[i]) for i in range(40)])
+    np.savez(digits, images=images, labels=mnist_slice.test.labels[:40])
+    spec = ModelBenchSpec(cnn_dir, batch_sizes=[2], warmup=0, repetitions=2, data=str(digits))
+    result = bench_model(spec, progress=False)
+    (entry,) = result["runtimes"]
+    assert entry["n_eval"] == 40 and 0.0 <= entry["accuracy"] <= 1.0
+    assert result["method"]["labels"] == "the data's label names are the model's"
