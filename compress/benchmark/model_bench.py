@@ -91,6 +91,7 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
     """Measure `spec.model` on every runtime; the JSON-able result."""
     from tqdm.auto import tqdm
 
+    from compress.benchmark.bench_data import align_labels, examples, model_labels
     from compress.benchmark.evaluate import evaluate
     from compress.benchmark.measure import measure_latency
     from compress.benchmark.report import method_info
@@ -107,7 +108,7 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
             raise UserError(f"runtime '{name}' cannot run a {kind} model (use: {', '.join(table)})")
     processor = task.load_processor(folder)
     source = spec.data or DEFAULT_DATA[task.name]
-    data, labels_note = align_labels(_examples(source, task.name), model_labels(folder))
+    data, labels_note = align_labels(examples(source, task.name), model_labels(folder))
     inputs = data.test.inputs
     seq_lengths = spec.sequence_lengths if task.name == "text-classification" else [0]
     settings = BenchmarkSettings(threads=spec.threads)
@@ -165,72 +166,6 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
         "method": method,
         "runtimes": results,
     }
-
-
-def _examples(source: str, task: str) -> Any:
-    """Offline datasets: their usual test split; files and folders: every example as test."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    from compress.data import Split
-    from compress.data.loaders import load_dataset
-    from compress.data.spec import OFFLINE_DATASETS, DataSpec
-
-    if source in OFFLINE_DATASETS:
-        return load_dataset(DataSpec(source=source), task=task)
-    data = load_dataset(DataSpec(source=source, test_size=1, validation_size=1), task=task)
-    parts = (data.train, data.validation, data.test)
-    inputs = parts[0].inputs + parts[1].inputs + parts[2].inputs  # type: ignore[operator]
-    labels = np.concatenate([p.labels for p in parts])
-    return replace(data, test=Split(inputs, labels))
-
-
-def model_labels(folder: Path) -> list[str] | None:
-    """The model's label names in id order, from the config.json beside or in it."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-        id2label = config["id2label"]
-        return [str(id2label[str(i)]) for i in range(len(id2label))]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def align_labels(data: Any, names: list[str] | None) -> tuple[Any, str]:
-    """`data` with label ids renumbered to the model's (matched by name), and how they matched.
-
-    A file's labels get ids in their own order (sorted names, say), which need
-    not be the model's: scoring ids against ids would be wrong. Integer labels
-    (an .npz file) are taken as the model's ids when the names do not match.
-    """
-    from dataclasses import replace
-
-    import numpy as np
-
-    from compress.data import Split
-
-    ours = list(data.label_names)
-    if not data.labelled:
-        return data, "the data has no labels of its own: latency only"
-    if names is None:
-        return data, "label ids as given (no config.json with id2label beside the model)"
-    if ours == names:
-        return data, "the data's label names are the model's"
-    if all(name in names for name in ours):
-        to_model = np.asarray([names.index(name) for name in ours], dtype=np.int64)
-        splits = {
-            which: Split(part.inputs, to_model[np.asarray(part.labels, dtype=np.int64)])
-            for which in ("train", "validation", "test")
-            for part in [data.split(which)]
-        }
-        return replace(data, label_names=names, **splits), "matched by name to the model's"
-    if all(name.isdigit() and int(name) < len(names) for name in ours):
-        return data, "integer labels taken as the model's label ids"
-    missing = [name for name in ours if name not in names]
-    raise UserError(
-        f"the data's labels {missing[:10]} are not among the model's {names[:10]}"
-        + (" ..." if len(names) > 10 else "")
-    )
 
 
 def _open(kind: str, name: str, spec: ModelBenchSpec, task: Any) -> Any:

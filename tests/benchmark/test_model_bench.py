@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compress.benchmark.bench_data import align_labels, model_labels
 from compress.benchmark.evaluate import evaluate
 from compress.benchmark.model_bench import (
     SCHEMA_VERSION,
     ModelBenchSpec,
-    align_labels,
     bench_model,
     detect,
     load_results,
-    model_labels,
 )
 from compress.benchmark.runtimes import OrtRuntime
 from compress.cli import main
