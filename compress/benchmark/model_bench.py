@@ -108,7 +108,11 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
             raise UserError(f"runtime '{name}' cannot run a {kind} model (use: {', '.join(table)})")
     processor = task.load_processor(folder)
     source = spec.data or DEFAULT_DATA[task.name]
-    data, labels_note = align_labels(examples(source, task.name), model_labels(folder))
+    data = examples(source, task.name)
+    scored = spec.accuracy and (spec.data is not None or spec.eval_samples is not None)
+    labels_note = "not scored: latency only"
+    if scored:
+        data, labels_note = align_labels(data, model_labels(folder))
     inputs = data.test.inputs
     seq_lengths = spec.sequence_lengths if task.name == "text-classification" else [0]
     settings = BenchmarkSettings(threads=spec.threads)
@@ -128,8 +132,7 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
                 if seq:
                     row["sequence_length"] = seq
                 entry["latency"].append(row)
-            wanted = spec.data is not None or spec.eval_samples is not None
-            if spec.accuracy and data.labelled and wanted:
+            if scored and data.labelled:
                 scores = evaluate(
                     runtime,
                     processor,

@@ -16,7 +16,9 @@ def test_photos_give_latency_and_no_accuracy(cnn_dir: Path) -> None:
     )
     (entry,) = result["runtimes"]
     assert [row["batch_size"] for row in entry["latency"]] == [1, 4]
-    assert "accuracy" not in entry and "no labels" in result["method"]["labels"]
+    assert "accuracy" not in entry and result["method"]["labels"] == "not scored: latency only"
+    spec = ModelBenchSpec(cnn_dir, batch_sizes=[1], warmup=0, repetitions=1, data="photos")
+    assert "no labels" in bench_model(spec, progress=False)["method"]["labels"]
     assert result["method"]["example_shape"].startswith("1x28x28")
 
 
