@@ -37,13 +37,19 @@ def engine_unavailable() -> str | None:
     return None
 
 
-def engine_backend(path: Path) -> str:
-    """The backend that built `path` (from the build.json beside it), else "auto"."""
+def build_info(path: Path) -> dict[str, Any]:
+    """What the build.json beside the engine `path` recorded (empty when there is none)."""
     info = path.parent / "build.json"
     try:
-        backend = json.loads(info.read_text()).get("backend") if info.is_file() else None
+        data = json.loads(info.read_text()) if info.is_file() else {}
     except (OSError, ValueError):
-        backend = None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def engine_backend(path: Path) -> str:
+    """The backend that built `path` (from the build.json beside it), else "auto"."""
+    backend = build_info(path).get("backend")
     return str(backend) if backend in ("tensorrt", "tensorrt_rtx") else "auto"
 
 

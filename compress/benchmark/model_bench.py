@@ -208,17 +208,19 @@ def _model_facts(model: Path, kind: str, task: Any, processor: Any) -> dict[str,
 
 def _build_facts(engine: Path) -> dict[str, Any]:
     """What build.json beside an engine says about how it was built."""
-    info_file = engine.parent / "build.json"
-    try:
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-    except (OSError, ValueError):
-        info = {}
+    from compress.benchmark.engine_runtime import build_info
+
+    info = build_info(engine)
     keep = ("backend_name", "backend_version", "precision", "compute_capabilities", "options")
     return {"engine_build": {k: info[k] for k in keep if k in info}} if info else {}
 
 
 def _peak_memory_mb(runtime: str) -> float:
-    """GPU: peak memory torch allocated (engine buffers included); CPU: peak resident memory."""
+    """GPU: peak memory torch allocated; CPU: the process's peak resident memory.
+
+    For a TensorRT engine that is its input and output buffers only: the
+    engine's own weights and activations are allocated by TensorRT.
+    """
     if ("cuda" in runtime and runtime.startswith("torch")) or runtime == "tensorrt":
         import torch
 
