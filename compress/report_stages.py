@@ -111,8 +111,9 @@ def make_report(
         {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
     )
     stages: list[dict[str, Any]] = []
-    candidates = select_stages(recipe, results)
-    unmeasured = not_run(results)
+    runtimes = measured_runtimes()
+    candidates = select_stages(recipe, results, runtimes)
+    unmeasured = not_run(results, runtimes)
     for entry in unmeasured:
         print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
     did_not_run = skipped_steps(results)
