@@ -68,12 +68,21 @@ def measure_peer(recipe: Any, artifact: Any, out: Path) -> dict[str, Any]:
     from compress.artifacts import Artifact, Variant
     from compress.benchmark.stage import benchmark_variant, interleaved_latency
     from compress.data.loaders import load_dataset
+    from compress.tasks import get_task
 
     variant = artifact.variants[0]
     data = load_dataset(recipe.doc.data, recipe.file.parent)
     settings = recipe.doc.benchmark
+    task = get_task(recipe.doc.task)
     result = benchmark_variant(
-        artifact, variant, data.test, settings, recipe.doc.data.max_length, True, measure=False
+        artifact,
+        variant,
+        data.test,
+        settings,
+        recipe.doc.data.max_length,
+        True,
+        task=task,
+        measure=False,
     )
     original = Artifact(
         "hf", out / "01-fine_tune", "original", [Variant("fp32", "torch", "fp32", "portable")]
@@ -82,6 +91,7 @@ def measure_peer(recipe: Any, artifact: Any, out: Path) -> dict[str, Any]:
         {"original": (original, original.variants[0]), "peer": (artifact, variant)},
         data.test.texts,
         settings,
+        task,
     )
     result["latency"] = timed["peer"]
     result["original_latency"] = timed["original"]

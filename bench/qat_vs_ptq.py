@@ -73,10 +73,10 @@ def score(files: dict[str, Path], tokenizer_dir: Path) -> dict[str, float]:
     """Test accuracy of each ONNX file with ONNX Runtime, same split, same batches."""
     import numpy as np
 
+    from compress.data.batches import sorted_batches
     from compress.data.loaders import load_dataset
     from compress.data.spec import DataSpec
-    from compress.data.text import sorted_batches
-    from compress.onnx_tools import feeds_for, session
+    from compress.quant.parity import feeds_for, session
     from compress.tasks import get_task
 
     task = get_task("text-classification")

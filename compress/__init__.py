@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from compress._version import __version__
 
 if TYPE_CHECKING:
     from compress.artifacts import StepResult
@@ -29,7 +29,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> list[StepResult]:
     """Run a validated recipe and write its artifacts and report."""
-    from compress.runner import run_recipe
+    from compress.run.runner import run_recipe
 
     return run_recipe(recipe, Path(out_dir) if out_dir is not None else None, **kwargs)
 

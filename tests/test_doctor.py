@@ -13,6 +13,7 @@ import pytest
 
 from compress import doctor
 from compress.cli import main
+from compress.system import machine_info
 
 ROOT = Path(__file__).parents[1]
 
@@ -30,7 +31,7 @@ def doctor_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    return doctor.to_json(doctor.collect(), doctor.system_info())
+    return doctor.to_json(doctor.collect(), machine_info())
 
 
 def test_every_component_is_reported_as_python_finds_it(report: dict) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from compress.cli import main
-from compress.qdq_check import check_qdq
+from compress.quant.qdq_check import check_qdq
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from compress.recipe import load_recipe
-from compress.run_folder import report_run_folder
-from compress.runner import run_recipe
+from compress.run.reopen import report_run_folder
+from compress.run.runner import run_recipe
 
 pytest.importorskip("torch_pruning")
 pytest.importorskip("mlxtend")

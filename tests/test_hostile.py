@@ -105,7 +105,7 @@ RECIPE_CASES = [
     (
         "onnx-pass-first",
         "passes:\n  - quantize\n  - export_onnx\n",
-        [":2 passes[0]: 'quantize' needs an ONNX model", "add 'export_onnx' before it"],
+        [":2 passes[0]: 'quantize' needs an ONNX model", "add 'export_onnx' or 'qat' before it"],
     ),
     (
         "hf-pass-after-export",
@@ -192,12 +192,17 @@ def test_bom_and_comment_only_recipes_are_read(
     bom.write_text("\ufeffname: bom\npasses:\n  - fine_tune\n", encoding="utf-8")
     assert main(["validate", str(bom)]) == 0
     assert "model -> fine_tune -> report" in capsys.readouterr().out
-    # an empty or comment-only recipe means "all defaults, no passes" (documented), not an error
-    for text in ("", "# nothing yet\n"):
+    # an empty or comment-only recipe is a one-line error, not "all defaults, no passes"
+    for text in ("", "# nothing yet\n", "{}\n"):
         empty = tmp_path / "empty.yaml"
         empty.write_text(text)
-        assert main(["validate", str(empty)]) == 0
-        assert capsys.readouterr().out.strip() == f"{empty}: ok (model -> report)"
+        assert main(["validate", str(empty)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {empty}:1: recipe is empty") and "\n" not in err
+    # one key is enough: the rest are defaults
+    empty.write_text("name: defaults\n")
+    assert main(["validate", str(empty)]) == 0
+    assert capsys.readouterr().out.strip() == f"{empty}: ok (model -> report)"
 
 
 def test_real_entry_point_prints_one_line(tmp_path: Path) -> None:
@@ -456,9 +461,10 @@ def test_broken_model(
 
 
 def test_model_source_problems(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    ws.run_fails(
-        capsys, ws.recipe(model=ws.root / "gone"), f"{ws.root / 'gone'}: model folder not found"
-    )
+    # a local path that does not exist is a validation error naming the line, before any run
+    gone = ws.recipe(model=ws.root / "gone")
+    expect_error(capsys, ["validate", gone], f"model.source: '{ws.root / 'gone'}' does not exist")
+    ws.run_fails(capsys, gone, f":3 model.source: '{ws.root / 'gone'}' does not exist")
     fake = ws.root / "model.onnx"
     fake.write_bytes(b"this is not an ONNX protobuf")
     ws.run_fails(
@@ -502,7 +508,7 @@ def _enospc(path: Path) -> OSError:
 def test_disk_full_while_saving_the_model(
     ws: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import compress.models
+    import compress.text.models
 
     def save_until_full(model: object, tokenizer: object, folder: Path) -> None:
         (folder / "model.safetensors").write_bytes(
@@ -510,7 +516,7 @@ def test_disk_full_while_saving_the_model(
         )  # half a file, then the disk is full
         raise _enospc(folder / "model.safetensors")
 
-    monkeypatch.setattr(compress.models, "save_hf", save_until_full)
+    monkeypatch.setattr(compress.text.models, "save_hf", save_until_full)
     _, out = ws.run_fails(
         capsys,
         ws.recipe(),
@@ -525,16 +531,16 @@ def test_disk_full_while_saving_the_model(
 def test_disk_full_while_writing_the_manifest(
     ws: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import compress.runner
+    import compress.artifacts.step
 
-    real = compress.runner.write_json_atomic
+    real = compress.artifacts.step.write_json_atomic
 
     def full_at_manifest(path: Path, data: object) -> None:
         if path.name == "manifest.json":
             raise _enospc(path)
         real(path, data)
 
-    monkeypatch.setattr(compress.runner, "write_json_atomic", full_at_manifest)
+    monkeypatch.setattr(compress.artifacts.step, "write_json_atomic", full_at_manifest)
     _, out = ws.run_fails(capsys, ws.recipe(), "00-input: cannot write (No space left on device")
     assert not list(out.glob(".00-input*"))
 
@@ -565,8 +571,14 @@ def test_report_with_a_model_onnx_that_is_not_onnx(
     assert main(["run", str(recipe), "--out", str(out), "--no-report", "--quiet"]) == 0
     onnx_file = out / "01-export_onnx" / "model.onnx"
     onnx_file.write_bytes(b"\x08\x07 not a protobuf at all")
-    expect_error(capsys, ["report", out, "--quiet"], f"cannot load {onnx_file} in ONNX Runtime")
+    step = out / "01-export_onnx"
+    expect_error(capsys, ["report", out, "--quiet"], f"{step}: model.onnx changed size")
     assert not (out / "report.json").exists()
+    # a run of the same recipe notices it too, and builds the step again
+    assert main(["run", str(recipe), "--out", str(out), "--no-report", "--quiet"]) == 0
+    assert "01-export_onnx: model.onnx changed size" in capsys.readouterr().out
+    assert onnx_file.read_bytes().startswith(b"\x08")  # a real ONNX protobuf again
+    assert main(["report", str(out), "--quiet"]) == 0
 
 
 def test_bench_compare_inputs(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,15 +1,28 @@
-"""Accuracy and macro-F1 of a runtime on a labelled split."""
+"""Predictions over a split, and the scores every stage and pass is judged by.
+
+`predict` is the one loop that feeds a split to a model (any callable from a
+collated batch to logits), in batches of similar length; `evaluate` scores a
+runtime with it; `accuracy` is the one definition of accuracy in compress.
+"""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from compress.benchmark.runtimes import Runtime
 from compress.data import Split
+from compress.data.batches import sorted_batches
 from compress.errors import DataError
-from compress.tasks import Task, get_task
+from compress.tasks import Task
+
+if TYPE_CHECKING:
+    import torch
+
+BatchFn = Callable[[dict[str, "torch.Tensor"]], np.ndarray]
+"""`fn(batch)`: logits `[rows, labels]` for one collated batch of model inputs."""
 
 
 class Evaluation(TypedDict):
@@ -21,6 +34,40 @@ class Evaluation(TypedDict):
     predictions: np.ndarray
 
 
+def predict(
+    fn: BatchFn,
+    processor: Any,
+    encoded: Any,
+    task: Task,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Logits `[examples, labels]` (float32) for every encoded example, in input order.
+
+    Texts run in batches of similar token length, each padded to its own
+    longest example, so padding wastes little.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+    lengths = task.lengths(encoded)
+    out: np.ndarray | None = None
+    with tqdm(total=len(lengths), disable=not progress, desc=desc, unit="ex") as bar:
+        for index in sorted_batches(lengths, batch_size):
+            logits = np.asarray(fn(task.collate(processor, encoded, index)))
+            if logits.ndim != 2 or logits.shape[0] != len(index):
+                raise DataError(f"expected logits [{len(index)}, labels], got {logits.shape}")
+            if out is None:
+                out = np.zeros((len(lengths), logits.shape[1]), dtype=np.float32)
+            out[index] = logits
+            bar.update(len(index))
+    if out is None:
+        raise DataError("no examples to predict")
+    return out
+
+
 def evaluate(
     runtime: Runtime,
     processor: Any,
@@ -28,40 +75,27 @@ def evaluate(
     max_length: int,
     batch_size: int,
     progress: bool,
-    task: Task | None = None,
+    task: Task,
 ) -> Evaluation:
-    """Predict every example of `split` and score the predictions.
+    """Predict every example of `split` with `runtime` and score the predictions.
 
-    `processor` is the model's tokenizer or image preprocessor. Texts run in
-    batches of similar token length, each batch padded to its own longest
-    example (truncated at `max_length`), so padding wastes little.
+    `processor` is the model's tokenizer or image preprocessor; texts are
+    truncated at `max_length`.
     """
-    from tqdm.auto import tqdm
-
-    from compress.data.text import sorted_batches
-
-    n = len(split)
-    if n == 0:
+    if len(split) == 0:
         raise DataError("the evaluation split is empty")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-    task = task or get_task("text-classification")
+
+    def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return np.asarray(runtime({k: np.asarray(v.numpy()) for k, v in batch.items()}))
+
     encoded = task.encode(processor, split.inputs, max_length)
-    predictions = np.empty(n, dtype=np.int64)
-    with tqdm(total=n, disable=not progress, desc=f"evaluate {runtime.name}", unit="ex") as bar:
-        for index in sorted_batches(task.lengths(encoded), batch_size):
-            batch = task.collate(processor, encoded, index)
-            feeds = {k: np.asarray(v.numpy()) for k, v in batch.items()}
-            logits = np.asarray(runtime(feeds))
-            if logits.ndim != 2 or logits.shape[0] != len(index):
-                raise DataError(f"expected logits [{len(index)}, labels], got {logits.shape}")
-            predictions[index] = logits.argmax(axis=-1)
-            bar.update(len(index))
+    desc = f"evaluate {runtime.name}"
+    predictions = predict(fn, processor, encoded, task, batch_size, progress, desc).argmax(-1)
     labels = np.asarray(split.labels)
     return Evaluation(
         accuracy=accuracy(labels, predictions),
         macro_f1=macro_f1(labels, predictions),
-        n=n,
+        n=len(split),
         predictions=predictions,
     )
 

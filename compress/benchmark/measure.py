@@ -1,8 +1,8 @@
-"""Latency measurement and the fixed-shape batches it runs on."""
+"""Latency measurement: single functions, or several timed in interleaved blocks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from time import perf_counter
 from typing import Any
@@ -99,26 +99,3 @@ def _stats(ms: np.ndarray, repetitions: int) -> LatencyStats:
         std_ms=float(ms.std(ddof=1)) if repetitions > 1 else 0.0,
         repetitions=repetitions,
     )
-
-
-def fixed_shape_batch(
-    tokenizer: Any, texts: Sequence[str], batch_size: int, sequence_length: int
-) -> dict[str, np.ndarray]:
-    """Token arrays of shape `[batch_size, sequence_length]` (int64) from real texts.
-
-    The first `batch_size` texts are used (repeated when there are fewer),
-    each padded or truncated to exactly `sequence_length` tokens.
-    """
-    if not texts:
-        raise ValueError("no texts to build a latency batch from")
-    if batch_size < 1 or sequence_length < 1:
-        raise ValueError(f"need positive sizes (got {batch_size}, {sequence_length})")
-    batch = [texts[i % len(texts)] for i in range(batch_size)]
-    encoded = tokenizer(
-        batch,
-        padding="max_length",
-        truncation=True,
-        max_length=sequence_length,
-        return_tensors="np",
-    )
-    return {name: np.asarray(value, dtype=np.int64) for name, value in encoded.items()}

@@ -46,7 +46,6 @@ RUNTIME_TABLES: dict[str, dict[str, Any]] = {
     "onnx": ORT_RUNTIMES,
     "tensorrt": ENGINE_RUNTIMES,
 }
-DEFAULT_DATA = {"text-classification": "rotten-tomatoes", "image-classification": "photos"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class ModelBenchSpec:
 
 def detect(model: Path) -> tuple[str, str, Path]:
     """(kind "torch", "onnx" or "tensorrt", task name, folder holding its preprocessing)."""
-    from compress.benchmark.engine_runtime import ENGINE_SUFFIXES
+    from compress.trt.runtime import ENGINE_SUFFIXES
     from compress.vision.images import PROCESSOR_FILE
 
     if model.is_file() and model.suffix in (".onnx", *ENGINE_SUFFIXES):
@@ -107,14 +106,14 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
         if name not in table:
             raise UserError(f"runtime '{name}' cannot run a {kind} model (use: {', '.join(table)})")
     processor = task.load_processor(folder)
-    source = spec.data or DEFAULT_DATA[task.name]
+    source = spec.data or task.sample_data
     data = examples(source, task.name)
     scored = spec.accuracy and (spec.data is not None or spec.eval_samples is not None)
     labels_note = "not scored: latency only"
     if scored:
         data, labels_note = align_labels(data, model_labels(folder))
     inputs = data.test.inputs
-    seq_lengths = spec.sequence_lengths if task.name == "text-classification" else [0]
+    seq_lengths = spec.sequence_lengths if task.input_kind == "texts" else [0]
     settings = BenchmarkSettings(threads=spec.threads)
     results = []
     for name in runtimes:
@@ -177,7 +176,7 @@ def _open(kind: str, name: str, spec: ModelBenchSpec, task: Any) -> Any:
     if kind == "torch":
         return TorchRuntime(spec.model, spec.threads, task, **TORCH_RUNTIMES[name])
     if kind == "tensorrt":
-        from compress.benchmark.engine_runtime import TrtRuntime
+        from compress.trt.runtime import TrtRuntime
 
         return TrtRuntime(spec.model)
     return OrtRuntime(spec.model, spec.threads, ORT_RUNTIMES[name])
@@ -208,7 +207,7 @@ def _model_facts(model: Path, kind: str, task: Any, processor: Any) -> dict[str,
 
 def _build_facts(engine: Path) -> dict[str, Any]:
     """What build.json beside an engine says about how it was built."""
-    from compress.benchmark.engine_runtime import build_info
+    from compress.trt.runtime import build_info
 
     info = build_info(engine)
     keep = ("backend_name", "backend_version", "precision", "compute_capabilities", "options")

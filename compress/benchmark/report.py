@@ -6,41 +6,22 @@ when the plot is drawn.
 
 from __future__ import annotations
 
-import json
 import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from compress.artifacts import write_json_atomic
+from compress.artifacts.run_folder import REPORT_FILES, REPORT_VERSION, load_report
 from compress.benchmark.settings import BenchmarkSettings
 from compress.errors import UserError
+from compress.system import cpu_features, cpu_model, package_versions
 
-REPORT_VERSION = 1
-REPORT_FILES = ("report.json", "report.md", "report.png", "report.html")
-_VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "numpy")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+__all__ = ["REPORT_FILES", "REPORT_VERSION", "build_report", "load_report", "method_info"]
 
 
 def method_info(settings: BenchmarkSettings, max_length: int | None = None) -> dict[str, Any]:
     """How the figures were measured: shapes, repetitions, threads, versions, CPU, date."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in _VERSIONED:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     return {
         "warmup": settings.warmup,
         "repetitions": settings.repetitions,
@@ -51,8 +32,9 @@ def method_info(settings: BenchmarkSettings, max_length: int | None = None) -> d
         "eval_samples": settings.eval_samples,
         "eval_batch_size": settings.eval_batch_size,
         "eval_max_length": max_length,
-        "versions": versions,
+        "versions": package_versions(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "platform": platform.platform(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -283,7 +265,7 @@ def _method_text(report: dict[str, Any]) -> str:
         f"untimed warm-up runs, then {m.get('repetitions', '?')} timed runs "
         f"(percentiles of single calls; throughput from the mean). Every runtime uses "
         f"{m.get('threads', '?')} intra-op thread(s) and 1 inter-op thread on "
-        f"{m.get('cpu', 'an unknown CPU')}. Accuracy and macro-F1 on {samples} test "
+        f"{_cpu_text(m)}. Accuracy and macro-F1 on {samples} test "
         f"examples (dynamic padding); agreement is the share of test examples on which a stage "
         f"predicts the original's label. Size is the weight files on disk in MB (10^6 bytes); "
         f"×smaller is original size / stage size and ×faster is original p50 / stage p50; "
@@ -294,6 +276,13 @@ def _method_text(report: dict[str, Any]) -> str:
         "artifacts; their figures come from different files, all measured here on the CPU, "
         "so a tensorrt-target file does not show its TensorRT speed."
     )
+
+
+def _cpu_text(method: dict[str, Any]) -> str:
+    """The CPU and the instruction sets INT8 speed depends on: 'AMD EPYC ... (avx2, ...)'."""
+    features = method.get("cpu_features")
+    named = f" ({', '.join(features)})" if features else ""
+    return f"{method.get('cpu', 'an unknown CPU')}{named}"
 
 
 def render_terminal(report: dict[str, Any]) -> str:
@@ -339,28 +328,3 @@ def write_report(report: dict[str, Any], out_dir: Path, *, plot: bool = True) ->
     has_plot = png_path in written
     html_path.write_text(render_html(markdown, png_path if has_plot else None), encoding="utf-8")
     return [*written, html_path]
-
-
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a report written by `write_report` (a report.json file or its folder)."""
-    file = Path(path)
-    if file.is_dir():
-        file = file / "report.json"
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no benchmark report at {file}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{file} is not a benchmark report ({exc})") from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("stages"), list)
-        or not isinstance(data.get("method"), dict)
-    ):
-        raise UserError(f"{file} is not a benchmark report (no 'stages' and 'method')")
-    if data.get("report_version") != REPORT_VERSION:
-        raise UserError(
-            f"{file} is a report of version {data.get('report_version')!r}; "
-            f"this version reads version {REPORT_VERSION}"
-        )
-    return data

@@ -15,7 +15,7 @@ import numpy as np
 
 from compress.artifacts import Artifact, Variant
 from compress.errors import ModelLoadError, UserError
-from compress.tasks import Task, get_task
+from compress.tasks import Task
 from compress.tasks.base import logits_of
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
@@ -49,7 +49,7 @@ class TorchRuntime:
         self,
         path: Path,
         threads: int,
-        task: Task | None = None,
+        task: Task,
         device: str = "cpu",
         half: bool = False,
         compile: bool = False,
@@ -59,7 +59,7 @@ class TorchRuntime:
         if device == "cuda" and not torch.cuda.is_available():
             raise UserError("runtime needs CUDA, and torch sees no CUDA device")
         torch.set_num_threads(threads)
-        model, _ = (task or get_task("text-classification")).load(str(path), None)
+        model, _ = task.load(str(path), None)
         self.model: Any = model.eval().to(device)
         if half:
             self.model = self.model.half()
@@ -91,7 +91,10 @@ class TorchRuntime:
 
 
 class OrtRuntime:
-    """An ONNX model run by ONNX Runtime (CPU execution provider unless `providers` says else)."""
+    """An ONNX model run by ONNX Runtime (CPU execution provider unless `providers` says else).
+
+    `threads=0` leaves the thread count to ONNX Runtime (all cores).
+    """
 
     name = "onnxruntime"
 
@@ -105,12 +108,13 @@ class OrtRuntime:
                 f"ONNX Runtime here lacks {', '.join(missing)} (available: "
                 f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
             )
-        if providers[0] != "CPUExecutionProvider":
+        options = ort.SessionOptions()
+        if providers[0] == "CPUExecutionProvider":
+            options.log_severity_level = 3  # errors only: a CPU session has no fallback to report
+        else:
             self.name = "onnxruntime-" + providers[0].removesuffix("ExecutionProvider").lower()
             if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, as torch does
                 ort.preload_dlls()
-
-        options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -145,9 +149,7 @@ class OrtRuntime:
         gc.collect()
 
 
-def open_runtime(
-    artifact: Artifact, variant: Variant, threads: int, task: Task | None = None
-) -> Runtime:
+def open_runtime(artifact: Artifact, variant: Variant, threads: int, task: Task) -> Runtime:
     """Load `variant` of `artifact` in the runtime it was built for."""
     path = artifact.file(variant)
     if not path.exists():
@@ -157,13 +159,13 @@ def open_runtime(
     if variant.runtime == "onnxruntime":
         return OrtRuntime(path, threads)
     if variant.runtime == "tensorrt":
-        from compress.benchmark.engine_runtime import TrtRuntime
+        from compress.trt.runtime import TrtRuntime
 
         return TrtRuntime(path)
     raise UserError(f"variant '{variant.name}' has an unknown runtime '{variant.runtime}'")
 
 
-def count_parameters(artifact: Artifact, variant: Variant, task: Task | None = None) -> int:
+def count_parameters(artifact: Artifact, variant: Variant, task: Task) -> int:
     """Number of weights: torch parameters, or elements of every ONNX initializer.
 
     ONNX counts int8 weights and their scales/zero points; int64 initializers
@@ -174,10 +176,10 @@ def count_parameters(artifact: Artifact, variant: Variant, task: Task | None = N
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
     if variant.runtime == "torch":
-        model, _ = (task or get_task("text-classification")).load(str(path), None)
+        model, _ = task.load(str(path), None)
         return int(sum(p.numel() for p in model.parameters()))
     if variant.runtime == "tensorrt":  # an engine holds the weights of the ONNX it was built from
-        from compress.benchmark.engine_runtime import engine_source
+        from compress.trt.runtime import engine_source
 
         source = engine_source(artifact.path, artifact.meta)
         if source is None:
@@ -216,7 +218,8 @@ def model_size_bytes(artifact: Artifact, variant: Variant) -> int:
         for entry in tensor.external_data:
             if entry.key == "location":
                 locations.add(entry.value)
-    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations)
+    extra = sum(int((path.parent / loc).stat().st_size) for loc in locations)
+    return int(path.stat().st_size) + extra
 
 
 def _onnx_graph(path: Path) -> Any:

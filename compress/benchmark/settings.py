@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from compress.options import StrictOptions
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-class BenchmarkSettings(BaseModel):
+class BenchmarkSettings(StrictOptions):
     """How each stage is measured: latency shapes, repetitions, threads and evaluation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
     """batch sizes at which latency is measured (each a separate fixed-shape run)"""

@@ -13,12 +13,12 @@ from compress.benchmark.runtimes import count_parameters, model_size_bytes, open
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Split
 from compress.errors import DataError
-from compress.tasks import Task, get_task
+from compress.tasks import Task
 
 
-def load_processor(artifact: Artifact, task: Task | None = None) -> Any:
+def load_processor(artifact: Artifact, task: Task) -> Any:
     """The tokenizer or image preprocessor saved in the artifact folder."""
-    return (task or get_task("text-classification")).load_processor(artifact.path)
+    return task.load_processor(artifact.path)
 
 
 def benchmark_variant(
@@ -29,9 +29,9 @@ def benchmark_variant(
     max_length: int,
     progress: bool,
     *,
+    task: Task,
     keep_predictions: bool = False,
     measure: bool = True,
-    task: Task | None = None,
 ) -> dict[str, Any]:
     """Measure `variant` on `split` (the test split) as `settings` asks; JSON-able.
 
@@ -42,7 +42,6 @@ def benchmark_variant(
     """
     if len(split) == 0:
         raise DataError("the test split is empty: nothing to benchmark on")
-    task = task or get_task("text-classification")
     processor = load_processor(artifact, task)
     runtime = open_runtime(artifact, variant, settings.threads, task)
     try:
@@ -94,7 +93,7 @@ def interleaved_latency(
     stages: dict[str, tuple[Artifact, Variant]],
     inputs: Sequence[Any],
     settings: BenchmarkSettings,
-    task: Task | None = None,
+    task: Task,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Latency of every stage, timed interleaved at each batch size (label -> batch -> figures).
 
@@ -102,7 +101,6 @@ def interleaved_latency(
     (`measure_interleaved`), so the ratios between stages (and to the
     original) are measured under the same machine conditions.
     """
-    task = task or get_task("text-classification")
     runtimes = {}
     try:
         for label, (artifact, variant) in stages.items():

@@ -83,7 +83,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     raise DataError(f"{path}: unsupported data file type; use one of {', '.join(FILE_SUFFIXES)}")
 
 
-def _columns(records: list[dict[str, Any]], spec: DataSpec, where: str) -> tuple[list[str], list]:
+def _columns(
+    records: list[dict[str, Any]], spec: DataSpec, where: str
+) -> tuple[list[str], list[Any]]:
     if not records:
         raise DataError(f"{where}: the dataset is empty")
     texts: list[str] = []
@@ -142,7 +144,7 @@ def encode_labels(
 
 
 def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
-    from compress.vision import datasets
+    from compress.data import images as datasets
 
     if spec.source == "mnist":
         images, ids, names = datasets.mnist()
@@ -170,8 +172,7 @@ def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
 
 def _photos(spec: DataSpec) -> Dataset:
     """The offline photos, split by photo; labels come later from the input model."""
-    from compress.vision.datasets import crops, photos
-    from compress.vision.images import ImageList
+    from compress.data.images import ImageList, crops, photos
 
     shots = photos()
     order = np.random.default_rng(spec.split_seed).permutation(len(shots))

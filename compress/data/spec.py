@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from compress.options import StrictOptions
 
 OFFLINE_DATASETS = ("rotten-tomatoes", "mnist", "photos")
 
 
-class DataSpec(BaseModel):
+class DataSpec(StrictOptions):
     """Where the labelled data comes from and how it is split.
 
     Text: `source` is an offline default (`rotten-tomatoes`), a local file
@@ -16,8 +18,6 @@ class DataSpec(BaseModel):
     `photos` (unlabelled real photos, labelled by the input model), a folder
     with one sub-folder of images per class, or a `.npz` file.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field("rotten-tomatoes", description="offline name, local file, or hub id")
     text_column: str = Field("text", description="column holding the input text")

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from typing import Any
 
 from compress.artifacts import Artifact, ArtifactKind
 from compress.data import Dataset
-from compress.tasks import Task, get_task
+from compress.options import RegexList, StrictOptions
+from compress.tasks import TASK_NAMES, Task, get_task
 
-ALL_TASKS = ("text-classification", "image-classification")
-
-
-def _valid_regexes(value: list[str]) -> list[str]:
-    for pattern in value:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"'{pattern}' is not a valid regex ({exc})") from None
-    return value
+__all__ = ["PassConfig", "PassContext", "PassInfo", "RegexList", "Requirement", "Variants"]
 
 
-RegexList = Annotated[list[str], AfterValidator(_valid_regexes)]
-"""A list of regular expressions, each checked when the recipe is validated."""
-
-
-class PassConfig(BaseModel):
+class PassConfig(StrictOptions):
     """Base of every pass config: frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
@@ -62,23 +45,30 @@ class PassContext:
 Requirement = tuple[str | tuple[str, ...], str]
 """(import name, or a tuple of alternatives any one of which will do; install hint)."""
 
+Variants = tuple[tuple[str, str], ...]
+"""(precision, target) of each model file an artifact holds, e.g. (("int8", "tensorrt"),)."""
+
 
 @dataclass(frozen=True)
 class PassInfo:
     """A pass as the registry knows it.
 
     `consumes`/`produces` are artifact kinds; the recipe validator uses them to
-    reject impossible orders before any model loads. `requires` lists the
-    optional backends the pass always needs; `requires_for(config)` those that
-    depend on its options (e.g. which TensorRT flavour a recipe asks for).
-    `check_input(config, previous_pass, previous_config)` returns a problem
-    with what the previous step hands over (None: fine), checked at validation.
-    `tasks` are the tasks it serves; `check(config, task)` rejects, before any
-    model loads, options that the recipe's task cannot use (raise ValueError).
-    `consumes` may name several kinds. An `after_report` pass (`bundle`) runs
-    after the report is written, so it can read the run's measured figures.
-    A `data_parallel` pass trains: under `torchrun` every process runs it on
-    its share of the batches; any other pass runs on the main process only.
+    reject impossible orders before any model loads (`consumes` may name
+    several). `requires` lists the optional backends the pass always needs;
+    `requires_for(config)` those that depend on its options (e.g. which
+    TensorRT flavour a recipe asks for). `outputs(config, task)` declares the
+    (precision, target) of the files the pass writes, and `check_input(config,
+    handed)` returns a problem with what the previous pass declared (None:
+    fine), both checked at validation. `tasks` are the tasks it serves;
+    `check(config, task)` rejects, before any model loads, options that the
+    recipe's task cannot use (raise ValueError). An `after_report` pass
+    (`bundle`) runs after the report is written, so it can read the run's
+    measured figures. A `data_parallel` pass trains: under `torchrun` every
+    process runs it on its share of the batches; any other pass runs on the
+    main process only. A pass that does not `compress` (fine-tuning) leaves
+    the model the user had: the report's original is the output of the
+    leading passes that do not compress.
     """
 
     name: str
@@ -89,13 +79,21 @@ class PassInfo:
     produces: ArtifactKind
     requires: tuple[Requirement, ...] = ()
     requires_for: Callable[[Any], tuple[Requirement, ...]] | None = None
-    check_input: Callable[[Any, str | None, Any], str | None] | None = None
-    tasks: tuple[str, ...] = ALL_TASKS
+    outputs: Callable[[Any, str], Variants] | None = None
+    check_input: Callable[[Any, Variants], str | None] | None = None
+    tasks: tuple[str, ...] = TASK_NAMES
     check: Callable[[Any, str], None] | None = None
     after_report: bool = False
     data_parallel: bool = False
+    compresses: bool = True
 
     @property
     def accepts(self) -> tuple[ArtifactKind, ...]:
         """The artifact kinds this pass takes as input."""
         return self.consumes if isinstance(self.consumes, tuple) else (self.consumes,)
+
+    def handed_over(self, config: Any, task: str) -> Variants:
+        """What this pass, with `config`, hands the next one: a portable FP32 model by default."""
+        if self.outputs is not None:
+            return self.outputs(config, task)
+        return (("fp32", "portable"),) if self.produces == "hf" else ()

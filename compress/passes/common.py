@@ -1,15 +1,13 @@
-"""Helpers the model-producing passes share."""
+"""Helpers the passes share: loading their input, saving their output, scoring their files."""
 
 from __future__ import annotations
 
-import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress.artifacts import Artifact, Variant
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-
     from compress.passes.base import PassContext
 
 
@@ -26,12 +24,23 @@ def save_output(model: Any, processor: Any, ctx: PassContext) -> Artifact:
     return Artifact("hf", ctx.work_dir, ctx.key, [variant], meta)
 
 
-def model_meta(model: PreTrainedModel, seq_len: int) -> dict[str, Any]:
-    """Parameters and, for BERT-like encoders, matmul MACs per token at `seq_len`."""
-    from compress.errors import PassFailed
-    from compress.pruning import linear_flops_per_token
+def onnx_validation_accuracy(
+    ctx: PassContext, processor: Any, files: list[Path], log: bool = True
+) -> dict[str, float]:
+    """Validation accuracy of each ONNX file (ONNX Runtime, CPU): a drop shows where it happens."""
+    from compress.benchmark.evaluate import evaluate
+    from compress.benchmark.runtimes import OrtRuntime
 
-    meta: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
-    with contextlib.suppress(PassFailed):  # not a BERT-like encoder: no FLOPs figure
-        meta["macs_per_token"] = linear_flops_per_token(model, seq_len)
-    return meta
+    out = {}
+    for file in files:
+        runtime = OrtRuntime(file, threads=0)
+        try:
+            scores = evaluate(
+                runtime, processor, ctx.data.validation, ctx.max_length, 64, False, ctx.task
+            )
+        finally:
+            runtime.close()
+        out[file.name] = scores["accuracy"]
+        if log:
+            ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")
+    return out

@@ -15,10 +15,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact
-from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_input, save_output
-from compress.training import (
+from compress.passes.training import (
     LossFn,
     TrainConfig,
     default_device,
@@ -27,6 +26,7 @@ from compress.training import (
     split_logits,
     train,
 )
+from compress.text.layers import keep_layers, pick_layers
 
 if TYPE_CHECKING:
     import torch
@@ -71,41 +71,6 @@ class DistillConfig(TrainConfig):
         return self
 
 
-def pick_layers(depth: int, layers: int | list[int]) -> list[int]:
-    """Teacher layer indices a student keeps; an int picks evenly from the bottom layer up.
-
-    >>> pick_layers(6, 3)
-    [0, 2, 4]
-    """
-    if isinstance(layers, list):
-        if max(layers) >= depth:
-            raise UserError(f"distill.layers {layers}: the teacher has only {depth} layers")
-        return sorted(layers)
-    if layers > depth:
-        raise UserError(f"distill.layers={layers}: the teacher has only {depth} layers")
-    step = depth / layers
-    return [int(step * i) for i in range(layers)]
-
-
-def student_from_teacher(teacher: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
-    """A copy of `teacher` holding only the encoder layers in `keep` (BERT-like models)."""
-    import copy
-
-    import torch
-
-    student = copy.deepcopy(teacher)
-    base = getattr(student, student.base_model_prefix, None)
-    encoder = getattr(base, "encoder", None)
-    layer_list = getattr(encoder, "layer", None)
-    if not isinstance(layer_list, torch.nn.ModuleList):
-        raise UserError(
-            f"distill cannot pick layers of {type(teacher).__name__}; give `student:` instead"
-        )
-    encoder.layer = torch.nn.ModuleList(layer_list[i] for i in keep)  # type: ignore[union-attr]
-    student.config.num_hidden_layers = len(keep)
-    return student
-
-
 def _hidden_state_loss(teacher: PreTrainedModel, keep: list[int], cfg: DistillConfig) -> LossFn:
     """KD + CE + MSE of each student layer against its teacher layer (teacher runs online)."""
     import torch
@@ -143,8 +108,8 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
         student, processor = ctx.task.load(location, ctx.data.label_names)
         keep = None
     else:
-        keep = pick_layers(teacher.config.num_hidden_layers, cfg.layers)
-        student = student_from_teacher(teacher, keep)
+        keep = pick_layers(teacher.config.num_hidden_layers, cfg.layers, "distill.layers")
+        student = keep_layers(teacher, keep)
         ctx.log(f"student keeps teacher layers {keep} of {teacher.config.num_hidden_layers}")
 
     if cfg.hidden_weight == 0:

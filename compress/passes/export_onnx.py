@@ -13,10 +13,10 @@ import warnings
 
 from pydantic import Field
 
-from compress.artifacts import Artifact, Variant
-from compress.onnx_tools import check_parity, parity_batches
-from compress.passes.base import PassConfig, PassContext, PassInfo
+from compress.artifacts import Artifact, Variant, copy_preprocessing
+from compress.passes.base import PassConfig, PassContext, PassInfo, Variants
 from compress.passes.common import load_input
+from compress.quant.parity import check_parity
 
 
 class ExportOnnxConfig(PassConfig):
@@ -39,8 +39,6 @@ def _export_image_model(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassCont
     """`model.onnx` with a dynamic batch axis, from torch.onnx's exporter."""
     import torch
 
-    from compress.artifacts import copy_preprocessing
-    from compress.onnx_tools import image_parity_batches
     from compress.vision.pruning import example_input
 
     model, processor = load_input(artifact, ctx)
@@ -59,7 +57,7 @@ def _export_image_model(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassCont
             dynamo=False,
         )
     copy_preprocessing(artifact.path, ctx.work_dir)
-    batches = image_parity_batches(processor, ctx.data.validation.inputs)
+    batches = ctx.task.parity_batches(processor, ctx.data.validation.inputs, ctx.max_length)
     diff = check_parity("ONNX export", model, portable, batches, cfg.atol)
     ctx.log(f"model.onnx matches PyTorch: max |logit diff| {diff:.2e} (atol {cfg.atol:g})")
     ctx.metrics["parity"] = {"model.onnx": diff}
@@ -84,7 +82,7 @@ def _export_transformer(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassCont
             preprocessors=[tokenizer],
         )
     portable = ctx.work_dir / "model.onnx"
-    batches = parity_batches(tokenizer, ctx.data.validation.texts, ctx.max_length)
+    batches = ctx.task.parity_batches(tokenizer, ctx.data.validation.inputs, ctx.max_length)
     diff = check_parity("ONNX export", model, portable, batches, cfg.atol)
     ctx.log(f"model.onnx matches PyTorch: max |logit diff| {diff:.2e} (atol {cfg.atol:g})")
     ctx.metrics["parity"] = {"model.onnx": diff}
@@ -111,6 +109,13 @@ def _export_transformer(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassCont
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
 
 
+def _outputs(cfg: ExportOnnxConfig, task: str) -> Variants:
+    from compress.tasks import get_task
+
+    fused = cfg.optimize and get_task(task).input_kind == "texts"  # images: no fusion pass
+    return (("fp32", "portable"),) + ((("fp32", "cpu"),) if fused else ())
+
+
 PASS = PassInfo(
     name="export_onnx",
     summary="Export to ONNX with dynamic axes, ONNX Runtime fusions, and a parity check.",
@@ -118,4 +123,5 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="onnx",
+    outputs=_outputs,
 )

@@ -13,7 +13,7 @@ from pydantic import Field
 from compress.artifacts import Artifact
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_input, save_output
-from compress.training import TrainConfig, cross_entropy, train
+from compress.passes.training import TrainConfig, cross_entropy, train
 
 
 class FineTuneConfig(TrainConfig):
@@ -64,4 +64,5 @@ PASS = PassInfo(
     produces="hf",
     check=_check,
     data_parallel=True,
+    compresses=False,  # it adapts the model to the task: its output is the report's original
 )

@@ -17,7 +17,7 @@ from compress.artifacts import Artifact
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
 from compress.passes.common import load_input, save_output
-from compress.training import RecoveryConfig
+from compress.passes.training import RecoveryConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,8 +49,8 @@ class PruneConfig(PassConfig):
 def _prune_in_place(
     model: PreTrainedModel, cfg: PruneConfig, ctx: PassContext, tokenizer: PreTrainedTokenizerBase
 ) -> dict[str, Any]:
-    from compress.passes.distill import pick_layers, student_from_teacher
-    from compress.pruning import (
+    from compress.text.layers import keep_layers, pick_layers
+    from compress.text.pruning import (
         heads_to_prune,
         layer_names,
         magnitude_scores,
@@ -62,8 +62,8 @@ def _prune_in_place(
 
     report: dict[str, Any] = {}
     if cfg.layers is not None:
-        keep = pick_layers(model.config.num_hidden_layers, cfg.layers)
-        model = student_from_teacher(model, keep)
+        keep = pick_layers(model.config.num_hidden_layers, cfg.layers, "prune.layers")
+        model = keep_layers(model, keep)
         report["kept_layers"] = keep
     if cfg.heads == 0 and cfg.ffn == 0:
         return {"model": model, **report}
@@ -98,8 +98,8 @@ def _prune_in_place(
 def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    from compress.pruning import linear_flops_per_token
-    from compress.training import default_device, recover, split_logits
+    from compress.passes.training import default_device, recover, split_logits
+    from compress.text.pruning import linear_flops_per_token
 
     model, tokenizer = load_input(artifact, ctx)
     model.eval().to(default_device())

@@ -16,7 +16,7 @@ from pydantic import Field
 from compress.artifacts import Artifact
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
 from compress.passes.common import load_input, save_output
-from compress.training import RecoveryConfig
+from compress.passes.training import RecoveryConfig
 
 
 class PruneChannelsConfig(PassConfig):
@@ -42,8 +42,8 @@ def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Art
     import numpy as np
     import torch
 
-    from compress.data.text import bucketed_batches
-    from compress.training import default_device, recover, split_logits
+    from compress.data.batches import bucketed_batches
+    from compress.passes.training import default_device, recover, split_logits
     from compress.vision.pruning import count_macs, prune_channels
 
     model, processor = load_input(artifact, ctx)

@@ -100,7 +100,7 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
     import numpy as np
     from transformers import AutoTokenizer
 
-    from compress.vocab import rewrite_tokenizer, wordpiece_vocab
+    from compress.text.vocab import rewrite_tokenizer, wordpiece_vocab
 
     model, tokenizer = load_input(artifact, ctx)
     model.eval()

@@ -23,36 +23,33 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.errors import PassFailed
-from compress.nncf_backend import INSTALL_HINT
-from compress.passes.base import PassContext, PassInfo, RegexList
-from compress.training import (
+from compress.passes.base import PassContext, PassInfo, RegexList, Variants
+from compress.passes.calibration import CalibrationConfig, calibration_feeds
+from compress.passes.training import (
     LossFn,
     TrainConfig,
-    accuracy,
     cross_entropy,
     default_device,
     distillation_loss_fn,
+    split_accuracy,
     split_logits,
     train,
 )
+from compress.quant.nncf_backend import INSTALL_HINT
 
 OUTPUT = "model_int8_qdq.onnx"
 
 
-class QatConfig(TrainConfig):
+class QatConfig(TrainConfig, CalibrationConfig):
     """Options of `qat`."""
 
     epochs: float = Field(1.0, gt=0, le=100, description="passes over the training data")
     lr: float = Field(2e-5, gt=0, lt=1, description="peak learning rate (AdamW)")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up")
-    calibration_samples: int = Field(
-        256, ge=1, le=100_000, description="training rows that initialise the quantizer ranges"
-    )
     distill: bool = Field(True, description="learn from the FP32 model's logits (else labels only)")
     temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
@@ -70,22 +67,6 @@ class QatConfig(TrainConfig):
     )
 
 
-def _calibration_batches(cfg: QatConfig, ctx: PassContext, processor: Any) -> list[dict[str, Any]]:
-    """Batches of 8 random training rows at the recipe's fixed shape, as tensors."""
-    import torch
-
-    train_inputs = ctx.data.train.inputs
-    rng = np.random.default_rng(ctx.seed)
-    count = min(cfg.calibration_samples, len(train_inputs))
-    pick = [train_inputs[int(i)] for i in rng.choice(len(train_inputs), count, replace=False)]
-    out = []
-    for i in range(0, count, 8):
-        chunk = pick[i : i + 8]
-        feeds = ctx.task.fixed_batch(processor, chunk, len(chunk), ctx.max_length)
-        out.append({k: torch.from_numpy(v) for k, v in feeds.items()})
-    return out
-
-
 def _dynamic_axes(example: dict[str, Any], text: bool) -> dict[str, dict[int, str]]:
     axes: dict[int, str] = {0: "batch_size", 1: "sequence_length"} if text else {0: "batch_size"}
     return {**{name: dict(axes) for name in example}, "logits": {0: "batch_size"}}
@@ -94,17 +75,16 @@ def _dynamic_axes(example: dict[str, Any], text: bool) -> dict[str, dict[int, st
 def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    from compress.nncf_backend import export_qat, prepare_qat
-    from compress.onnx_tools import check_parity, image_parity_batches, parity_batches
-    from compress.passes.common import load_input
-    from compress.passes.quantize import validation_accuracy
-    from compress.qdq_check import check_qdq
+    from compress.passes.common import load_input, onnx_validation_accuracy
+    from compress.quant.nncf_backend import export_qat, prepare_qat
+    from compress.quant.parity import check_parity
+    from compress.quant.qdq_check import check_qdq
 
     model, processor = load_input(artifact, ctx)
     model.eval().to(default_device())
     text = ctx.task.input_kind == "texts"
     val = ctx.data.validation
-    ctx.metrics["fp32_validation_accuracy"] = accuracy(
+    ctx.metrics["fp32_validation_accuracy"] = split_accuracy(
         model, processor, val, ctx.task, ctx.max_length
     )
     loss_fn: LossFn = cross_entropy
@@ -112,10 +92,11 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
         teacher = split_logits(model, processor, ctx.data.train, ctx, "teacher")
         loss_fn = distillation_loss_fn(torch.as_tensor(teacher), cfg.temperature, cfg.alpha)
 
-    batches = _calibration_batches(cfg, ctx, processor)
+    feeds = calibration_feeds(ctx, processor, cfg.calibration_samples)
+    batches = [{k: torch.from_numpy(v) for k, v in feed.items()} for feed in feeds]
     ctx.log(f"inserting INT8 fake quantizers (NNCF), calibrated on {cfg.calibration_samples} rows")
     model = prepare_qat(model.cpu(), batches, cfg.keep_float, transformer=text)
-    ptq = accuracy(model, processor, val, ctx.task, ctx.max_length)
+    ptq = split_accuracy(model, processor, val, ctx.task, ctx.max_length)
     ctx.metrics["calibrated_validation_accuracy"] = ptq
     ctx.log(f"fake-quant model before training: validation accuracy {ptq:.4f}")
     ctx.metrics.update(train(model, processor, cfg, ctx, loss_fn, "qat"))
@@ -125,10 +106,7 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     example = batches[0]
     stripped, folded = export_qat(model, example, out, _dynamic_axes(example, text), cfg.opset)
     ctx.metrics["export"] = folded
-    if text:
-        checks = parity_batches(processor, val.texts, ctx.max_length)
-    else:
-        checks = image_parity_batches(processor, val.inputs)
+    checks = ctx.task.parity_batches(processor, val.inputs, ctx.max_length)
     diff = check_parity("QAT INT8 export", stripped, out, checks, cfg.atol)
     ctx.log(f"{OUTPUT} matches the fake-quant model: max |logit diff| {diff:.2e}")
     ctx.metrics["parity"] = {OUTPUT: diff}
@@ -141,10 +119,14 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
         "per_channel_weights": form.per_channel_weights,
     }
     copy_preprocessing(artifact.path, ctx.work_dir)
-    ctx.metrics["validation_accuracy"] = validation_accuracy(ctx, processor, [out])
+    ctx.metrics["validation_accuracy"] = onnx_validation_accuracy(ctx, processor, [out])
     variants = [Variant("int8-qat-qdq", "onnxruntime", "int8", "tensorrt", OUTPUT)]
     meta = {**artifact.meta, "opset": cfg.opset}
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, meta)
+
+
+def _outputs(cfg: QatConfig, task: str) -> Variants:
+    return (("int8", "tensorrt"),)
 
 
 PASS = PassInfo(
@@ -155,5 +137,6 @@ PASS = PassInfo(
     consumes="hf",
     produces="onnx",
     requires=(("nncf", INSTALL_HINT), ("torchao", INSTALL_HINT)),
+    outputs=_outputs,
     data_parallel=True,
 )

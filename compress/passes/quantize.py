@@ -17,44 +17,40 @@ target:
 correction and, for transformers, optional SmoothQuant); dynamic INT8 exists
 only in ONNX Runtime. `max_accuracy_drop` bounds the validation accuracy lost
 against the FP32 file: past it, the layers with the largest quantization error
-stay float until the drop is within budget (see `compress.quant_sensitivity`).
+stay float until the drop is within budget (see `compress.quant.sensitivity`).
 The top layers by quantization error are recorded for every Q/DQ file.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.errors import PassFailed
-from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList, Requirement
-from compress.quant_sensitivity import keep_float_within_budget, layer_errors
+from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
+from compress.passes.calibration import CalibrationConfig, calibration_feeds
+from compress.passes.common import onnx_validation_accuracy
+from compress.quant.nncf_backend import INSTALL_HINT
+from compress.quant.ort_quantize import CalibrationReader, Method, input_names, matching_nodes
+from compress.quant.sensitivity import keep_float_within_budget, layer_errors
 
-Target = Literal["cpu", "tensorrt"]
+QuantizeTarget = Literal["cpu", "tensorrt"]
+"""What an INT8 file is for: ONNX Runtime on CPUs, or TensorRT's explicit quantization."""
 
 
-class QuantizeConfig(PassConfig):
+class QuantizeConfig(CalibrationConfig):
     """Options of `quantize`."""
 
-    targets: list[Target] = Field(
+    targets: list[QuantizeTarget] = Field(
         ["cpu", "tensorrt"], min_length=1, description="one INT8 file per target"
     )
     cpu_mode: Literal["dynamic", "static"] = Field("dynamic", description="INT8 kind for cpu")
-    method: Literal["minmax", "percentile", "entropy"] = Field(
-        "minmax", description="calibration method for static INT8"
-    )
+    method: Method = Field("minmax", description="calibration method for static INT8")
     percentile: float = Field(99.999, gt=90, le=100, description="for method: percentile")
-    calibration_samples: int = Field(
-        256, ge=1, le=100_000, description="training rows to calibrate on"
-    )
     per_channel: bool = Field(True, description="per-output-channel weight scales")
     exclude: RegexList = Field(
         [], description="regexes of ONNX node names kept in float (e.g. '.*classifier.*')"
@@ -84,7 +80,7 @@ class QuantizeConfig(PassConfig):
 
     @field_validator("targets")
     @classmethod
-    def _unique(cls, value: list[Target]) -> list[Target]:
+    def _unique(cls, value: list[QuantizeTarget]) -> list[QuantizeTarget]:
         if len(set(value)) != len(value):
             raise ValueError("targets must not repeat")
         return value
@@ -103,72 +99,19 @@ class QuantizeConfig(PassConfig):
         return self
 
 
-class _Reader:
-    """Calibration batches of 8 real training examples at the recipe's fixed shape."""
-
-    def __init__(self, ctx: PassContext, processor: Any, inputs: list[Any], names: list[str]):
-        self.batches = []
-        for i in range(0, len(inputs), 8):
-            chunk = inputs[i : i + 8]
-            feeds = ctx.task.fixed_batch(processor, chunk, len(chunk), ctx.max_length)
-            self.batches.append({n: feeds[n] for n in names})
-        self.position = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.position >= len(self.batches):
-            return None
-        self.position += 1
-        return self.batches[self.position - 1]
-
-    def rewind(self) -> None:
-        self.position = 0
-
-
-def _excluded(path: Path, patterns: list[str]) -> list[str]:
-    import onnx
-
-    if not patterns:
-        return []
-    graph = onnx.load(str(path), load_external_data=False).graph
-    regexes = [re.compile(p) for p in patterns]
-    return [n.name for n in graph.node if any(r.fullmatch(n.name) for r in regexes)]
-
-
-def _calibration_method(cfg: QuantizeConfig) -> Any:
-    from onnxruntime.quantization import CalibrationMethod
-
-    return {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }[cfg.method]
-
-
-def _calibration_reader(
-    source: Path, cfg: QuantizeConfig, ctx: PassContext, processor: Any
-) -> _Reader:
-    import onnx
-
-    names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
-    rng = np.random.default_rng(ctx.seed)
-    train = ctx.data.train.inputs
-    pick = rng.choice(len(train), size=min(cfg.calibration_samples, len(train)), replace=False)
-    return _Reader(ctx, processor, [train[int(i)] for i in pick], names)
-
-
 def _static(
     source: Path,
     target: Path,
     cfg: QuantizeConfig,
-    reader: _Reader,
+    reader: CalibrationReader,
     tensorrt: bool,
     keep_float: list[str],
     transformer: bool,
 ) -> None:
     """Calibrated Q/DQ INT8 of `source` (symmetric S8S8 for TensorRT), `keep_float` nodes float."""
-    excluded = sorted({*_excluded(source, cfg.exclude), *keep_float})
+    excluded = sorted({*matching_nodes(source, cfg.exclude), *keep_float})
     if cfg.backend == "nncf":
-        from compress.nncf_backend import quantize_onnx
+        from compress.quant.nncf_backend import quantize_onnx
 
         quantize_onnx(
             source,
@@ -181,70 +124,35 @@ def _static(
             keep_float=excluded,
         )
         return
-    extra: dict[str, object] = {"CalibPercentile": cfg.percentile}
-    kwargs: dict[str, object] = {}
-    if tensorrt:
-        extra.update(ActivationSymmetric=True, WeightSymmetric=True, QuantizeBias=False)
-        kwargs["op_types_to_quantize"] = ["MatMul", "Gemm", "Conv"]
-    reader.rewind()
-    try:
-        _run_quantize_static(source, target, reader, cfg, tensorrt, extra, kwargs, excluded)
-    except ValueError as exc:  # histogram calibration on degenerate activations
-        raise PassFailed(
-            f"INT8 calibration ({cfg.method}) failed on {source.name}: {exc}; "
-            "try method: minmax or more calibration_samples"
-        ) from None
+    from compress.quant.ort_quantize import static_qdq
 
-
-def _run_quantize_static(
-    source: Path,
-    target: Path,
-    reader: _Reader,
-    cfg: QuantizeConfig,
-    tensorrt: bool,
-    extra: dict[str, object],
-    kwargs: dict[str, object],
-    excluded: list[str],
-) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    quantize_static(
-        str(source),
-        str(target),
+    static_qdq(
+        source,
+        target,
         reader,
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        method=cfg.method,
+        percentile=cfg.percentile,
         per_channel=cfg.per_channel,
-        calibrate_method=_calibration_method(cfg),
-        nodes_to_exclude=excluded,
-        extra_options=extra,
-        **kwargs,
+        tensorrt=tensorrt,
+        excluded=excluded,
     )
 
 
-@contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice through the root logger; keep the run readable."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
-    with _quiet_root_logger():
+    from compress.quant.ort_quantize import quiet_root_logger
+
+    with quiet_root_logger():
         return _apply(artifact, cfg, ctx)
 
 
 def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
+    from compress.quant.ort_quantize import dynamic_int8
+
     processor = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)  # config + tokenizer beside the INT8 files
     variants: list[Variant] = []
     budget = _Budget(cfg, ctx, processor) if cfg.max_accuracy_drop is not None else None
+    feeds: list[Any] | None = None
     for target in cfg.targets:
         # Dynamic INT8 runs best on ONNX Runtime's fused graph; calibrated Q/DQ needs the
         # plain operators (ONNX Runtime fuses Q/DQ itself at load time, TensorRT parses them).
@@ -253,7 +161,8 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
         if fused:
             out = ctx.work_dir / "model_int8_cpu.onnx"
             ctx.log(f"INT8 dynamic for cpu from {source.name}")
-            _dynamic(source, out, cfg)
+            excluded = matching_nodes(source, cfg.exclude)
+            dynamic_int8(source, out, per_channel=cfg.per_channel, excluded=excluded)
             if budget is not None:
                 budget.check_only(source, out)
             variants.append(Variant("int8-dynamic", "onnxruntime", "int8", "cpu", out.name))
@@ -262,14 +171,16 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
         out = ctx.work_dir / ("model_int8_qdq.onnx" if tensorrt else "model_int8_cpu.onnx")
         form = "symmetric Q/DQ for TensorRT" if tensorrt else "static Q/DQ for cpu"
         ctx.log(f"INT8 {form} from {source.name} ({cfg.backend} calibration)")
-        reader = _calibration_reader(source, cfg, ctx, processor)
+        if feeds is None:
+            feeds = calibration_feeds(ctx, processor, cfg.calibration_samples)
+        reader = CalibrationReader(feeds, input_names(source))
         transformer = ctx.task.input_kind == "texts"
 
         def build(
             keep_float: list[str],
             source: Path = source,
             out: Path = out,
-            reader: _Reader = reader,
+            reader: CalibrationReader = reader,
             tensorrt: bool = tensorrt,
             transformer: bool = transformer,
         ) -> Path:
@@ -288,30 +199,15 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
         else:
             variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
-    ctx.metrics["validation_accuracy"] = validation_accuracy(
+    ctx.metrics["validation_accuracy"] = onnx_validation_accuracy(
         ctx, processor, [ctx.work_dir / v.file for v in variants if v.file]
     )
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
 
 
-def _dynamic(source: Path, out: Path, cfg: QuantizeConfig) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(source),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=cfg.per_channel,
-        nodes_to_exclude=_excluded(source, cfg.exclude),
-        # fused ONNX Runtime ops defeat shape inference; their outputs are float
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-
-
 def _check_tensorrt_form(out: Path, cfg: QuantizeConfig, ctx: PassContext) -> None:
     """ONNX Runtime's symmetric Q/DQ must pass check_qdq; NNCF's is checked and reported."""
-    from compress.qdq_check import check_qdq
+    from compress.quant.qdq_check import check_qdq
 
     form = check_qdq(out)
     ctx.metrics["tensorrt_qdq"] = {
@@ -336,7 +232,7 @@ class _Budget:
         self.reference: dict[Path, float] = {}
 
     def _accuracy(self, file: Path) -> float:
-        return validation_accuracy(self.ctx, self.processor, [file], log=False)[file.name]
+        return onnx_validation_accuracy(self.ctx, self.processor, [file], log=False)[file.name]
 
     def _drop(self, source: Path, out: Path) -> tuple[float, float]:
         if source not in self.reference:
@@ -398,31 +294,12 @@ class _Budget:
         self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = record
 
 
-def validation_accuracy(
-    ctx: PassContext, processor: Any, files: list[Path], log: bool = True
-) -> dict[str, float]:
-    """Validation accuracy of each INT8 file, so a drop is seen where it happens."""
-    from compress.data.text import sorted_batches
-    from compress.onnx_tools import feeds_for, session
-
-    split = ctx.data.validation
-    encoded = ctx.task.encode(processor, split.inputs, ctx.max_length)
-    lengths = ctx.task.lengths(encoded)
-    out = {}
-    for file in files:
-        sess = session(file)
-        preds = np.zeros(len(encoded), dtype=np.int64)
-        for idx in sorted_batches(lengths, 64):
-            batch = ctx.task.collate(processor, encoded, idx)
-            preds[idx] = sess.run(None, feeds_for(sess, batch))[0].argmax(-1)
-        out[file.name] = float((preds == split.labels).mean())
-        if log:
-            ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")
-    return out
-
-
 def _requires(cfg: QuantizeConfig) -> tuple[Requirement, ...]:
-    return (("nncf", "pip install 'edge-compress[nncf]'"),) if cfg.backend == "nncf" else ()
+    return (("nncf", INSTALL_HINT),) if cfg.backend == "nncf" else ()
+
+
+def _outputs(cfg: QuantizeConfig, task: str) -> Variants:
+    return tuple(("int8", target) for target in cfg.targets)
 
 
 PASS = PassInfo(
@@ -434,4 +311,5 @@ PASS = PassInfo(
     consumes="onnx",
     produces="onnx",
     requires_for=_requires,
+    outputs=_outputs,
 )

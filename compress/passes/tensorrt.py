@@ -9,7 +9,7 @@ is converted to FP16 first and that graph is built.
 
 The engine, its build log and what the build recorded (network layers, build
 time, backend version, compute capabilities) land in the step folder, with the
-tokenizer. Engines are cached across runs (see `compress.trt_build`). An engine
+tokenizer. Engines are cached across runs (see `compress.trt.cache`). An engine
 runs only on an NVIDIA GPU: the report lists it as built, not run, on a CPU.
 """
 
@@ -22,41 +22,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from compress.artifacts import (
-    MANIFEST,
-    Artifact,
-    Variant,
-    copy_preprocessing,
-    hash_json,
-    link_or_copy,
-)
+from compress.artifacts import Artifact, Variant, copy_preprocessing, hash_json, link_artifact_files
 from compress.errors import UserError
-from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement
+from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement, Variants
+from compress.trt.options import EngineShapes
 
-# files in a step folder that belong to the run, not to the model (report caches, temporaries)
-SCRATCH = (".", "eval-", "bench-", "labels-")
 ComputeCapability = Literal["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]
 DEFAULT_RTX_TARGETS: tuple[ComputeCapability, ...] = ("8.0", "8.6", "8.9", "12.0", "12.1")
 
 
-class ShapeRange(PassConfig):
-    """(min, opt, max) of one dynamic axis in the engine's optimization profile."""
-
-    min: int = Field(1, ge=1)
-    opt: int = Field(1, ge=1)
-    max: int = Field(8, ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ShapeRange:
-        if not self.min <= self.opt <= self.max:
-            raise ValueError(f"needs min <= opt <= max (got {self.min}, {self.opt}, {self.max})")
-        return self
-
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (self.min, self.opt, self.max)
-
-
-class TensorRTConfig(PassConfig):
+class TensorRTConfig(PassConfig, EngineShapes):
     """Options of `tensorrt`."""
 
     backend: Literal["auto", "tensorrt", "tensorrt_rtx"] = Field(
@@ -64,10 +39,6 @@ class TensorRTConfig(PassConfig):
     )
     precision: Literal["fp32", "fp16", "int8"] = Field(
         "int8", description="int8 builds quantize's TensorRT Q/DQ file; fp32/fp16 the export"
-    )
-    batch: ShapeRange = Field(ShapeRange(), description="batch sizes the engine accepts")
-    sequence: ShapeRange | None = Field(
-        None, description="sequence lengths; default min 1, opt = max = data.max_length"
     )
     workspace_mb: int = Field(1024, ge=16, le=1 << 20, description="builder workspace limit")
     sparsity: bool = Field(False, description="allow 2:4 structured-sparse weight kernels")
@@ -107,7 +78,7 @@ class TensorRTConfig(PassConfig):
 
 
 def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
-    from compress.trt_build import BACKEND_MODULES, INSTALL_HINT
+    from compress.trt.cache import BACKEND_MODULES, INSTALL_HINT
 
     if cfg.if_missing == "skip":
         return ()  # checked when the step runs, which then skips with one line
@@ -116,23 +87,23 @@ def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
     return ((BACKEND_MODULES[cfg.backend], INSTALL_HINT),)
 
 
-def _check_input(cfg: TensorRTConfig, previous: str | None, previous_cfg: Any) -> str | None:
-    """int8 needs a TensorRT Q/DQ file (quantize or qat); fp32/fp16 need the export's FP32 file."""
+def _check_input(cfg: TensorRTConfig, handed: Variants) -> str | None:
+    """int8 needs a TensorRT Q/DQ INT8 file; fp32/fp16 the portable FP32 export."""
     if cfg.precision == "int8":
-        if previous == "qat":
+        if ("int8", "tensorrt") in handed:
             return None
-        targets = getattr(previous_cfg, "targets", [])
-        if previous != "quantize" or "tensorrt" not in targets:
-            return (
-                "precision int8 builds the Q/DQ file of 'qat', or of a 'quantize' pass with "
-                "'tensorrt' in its targets, right before this pass (or set precision: fp16)"
-            )
-    elif previous != "export_onnx":
         return (
-            f"precision {cfg.precision} builds the FP32 file of 'export_onnx', which must come "
-            "right before this pass (for INT8 use precision: int8 after quantize)"
+            "precision int8 builds the Q/DQ file for TensorRT that the pass right before it "
+            "writes, and it writes none (quantize with 'tensorrt' in its targets, or qat, does; "
+            "or set precision: fp16)"
         )
-    return None
+    if ("fp32", "portable") in handed:
+        return None
+    return (
+        f"precision {cfg.precision} builds the portable FP32 ONNX file that the pass right "
+        "before it writes, and it writes none (export_onnx does; for INT8 use precision: int8 "
+        "after quantize)"
+    )
 
 
 def source_variant(artifact: Artifact, precision: str) -> Variant:
@@ -150,14 +121,8 @@ def source_variant(artifact: Artifact, precision: str) -> Variant:
 
 
 def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact:
-    from compress.trt_build import (
-        BACKEND_NAMES,
-        BuildOptions,
-        build_engine,
-        default_cache_dir,
-        import_backend,
-        resolve_backend,
-    )
+    from compress.trt.builder import BACKEND_NAMES, BuildOptions
+    from compress.trt.cache import build_engine, default_cache_dir, import_backend, resolve_backend
 
     variant = source_variant(artifact, cfg.precision)
     try:
@@ -173,7 +138,7 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
         capabilities = tuple(cfg.compute_capability or DEFAULT_RTX_TARGETS)
     elif cfg.compute_capability is not None:
         ctx.log("compute_capability ignored: full TensorRT builds for the GPU it runs on")
-    sequence = cfg.sequence.as_tuple() if cfg.sequence else (1, ctx.max_length, ctx.max_length)
+    sequence = cfg.sequence_range(ctx.max_length)
     options = BuildOptions(
         precision=cfg.precision,
         batch=cfg.batch.as_tuple(),
@@ -243,12 +208,14 @@ def skip(artifact: Artifact, reason: str, ctx: PassContext) -> Artifact:
     """
     ctx.log(f"tensorrt: skipped — {reason}; {SKIP_HINT}")
     ctx.metrics["skipped"] = reason
-    for item in sorted(artifact.path.iterdir()):
-        if item.is_file() and item.name != MANIFEST and not item.name.startswith(SCRATCH):
-            link_or_copy(item, ctx.work_dir / item.name)
+    link_artifact_files(artifact.path, ctx.work_dir)
     meta = {**artifact.meta, "skipped": reason}
     key = hash_json([ctx.key, "skipped", artifact.key])
     return Artifact(artifact.kind, ctx.work_dir, key, list(artifact.variants), meta)
+
+
+def _outputs(cfg: TensorRTConfig, task: str) -> Variants:
+    return ((cfg.precision, "tensorrt"),)
 
 
 PASS = PassInfo(
@@ -260,4 +227,5 @@ PASS = PassInfo(
     produces="engine",
     requires_for=_requires,
     check_input=_check_input,
+    outputs=_outputs,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,10 +18,17 @@ class Task(Protocol):
     `processor` is what turns raw inputs into model inputs and is saved beside
     the weights: a tokenizer, or an image preprocessor. `encoded` is whatever
     `encode` returns; only the task's own methods look inside it.
+
+    `recipe_sources` are the `model` and `data` sources a recipe that names
+    none uses (None: it must name one; `source_hints` says what it may name);
+    `sample_data` is what `compress bench model` feeds when given no data.
     """
 
     name: str
     input_kind: str  # "texts" or "images"
+    recipe_sources: Mapping[str, str | None]
+    source_hints: Mapping[str, str]
+    sample_data: str
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         """A loadable location for a recipe's `model.source`."""
@@ -55,6 +62,12 @@ class Task(Protocol):
         self, processor: Any, inputs: Sequence[Any], batch_size: int, sequence_length: int
     ) -> dict[str, np.ndarray]:
         """A latency batch of exactly `batch_size` real examples at a fixed shape."""
+        ...
+
+    def parity_batches(
+        self, processor: Any, inputs: Sequence[Any], max_length: int
+    ) -> list[dict[str, torch.Tensor]]:
+        """Real inputs that an export is checked on against its source model."""
         ...
 
     def shape(self, processor: Any, sequence_length: int) -> str:

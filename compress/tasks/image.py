@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,14 @@ OFFLINE = ("mnist-cnn", "efficientnet-lite0")
 class ImageClassification:
     name = "image-classification"
     input_kind = "images"
+    recipe_sources: Mapping[str, str | None] = MappingProxyType({"model": None, "data": None})
+    source_hints: Mapping[str, str] = MappingProxyType(
+        {
+            "model": "mnist-cnn, efficientnet-lite0, or an image model folder",
+            "data": "mnist, photos, an image folder (one sub-folder per class) or a .npz file",
+        }
+    )
+    sample_data = "photos"
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         if source in OFFLINE:
@@ -80,6 +89,21 @@ class ImageClassification:
             raise ValueError("no images to build a latency batch from")
         images = [inputs[i % len(inputs)] for i in range(batch_size)]
         return {"pixel_values": processor(images)}
+
+    def parity_batches(
+        self, processor: Any, inputs: Sequence[Any], max_length: int, batches: int = 4
+    ) -> list[dict[str, torch.Tensor]]:
+        """Real images for parity checks, in batches of up to 8."""
+        import torch
+
+        count = min(len(inputs), batches * 8)
+        if count == 0:
+            raise ValueError("no images for the parity check")
+        return [
+            {"pixel_values": torch.from_numpy(processor([inputs[j] for j in range(i, end)]))}
+            for i in range(0, count, 8)
+            for end in [min(i + 8, count)]
+        ]
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{processor.channels}x{processor.size}x{processor.size} pixels"

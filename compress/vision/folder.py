@@ -62,7 +62,7 @@ def load(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from compress.model_guard import check_finite, refuse_pickle_only
+    from compress.artifacts.guard import check_finite, refuse_pickle_only
 
     config = _read_config(folder)
     weights = folder / WEIGHTS

@@ -1,79 +1,23 @@
-"""Images as a lazy sequence, and the preprocessing a model folder records.
+"""The preprocessing an image model folder records.
 
-`ImageList` holds decoded images (uint8 arrays, HxW or HxWxC) and/or image
-files that are decoded when used, so a folder of photos is never all in memory.
-`ImageProcessor` turns those images into the float tensors a model takes; it is
-saved beside the weights as `preprocessor_config.json`.
+`ImageProcessor` turns images (uint8 arrays, see `compress.data.images`) into
+the float tensors a model takes; it is saved beside the weights as
+`preprocessor_config.json`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from compress.errors import DataError, ModelLoadError
 
 PROCESSOR_FILE = "preprocessor_config.json"
-
-
-class ImageList(Sequence[np.ndarray]):
-    """Images (arrays or file paths), decoded to uint8 arrays on access."""
-
-    def __init__(self, items: Sequence[np.ndarray | Path]) -> None:
-        self._items = list(items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-    @overload
-    def __getitem__(self, index: slice) -> ImageList: ...
-    def __getitem__(self, index: int | slice) -> np.ndarray | ImageList:
-        if isinstance(index, slice):
-            return ImageList(self._items[index])
-        return decode(self._items[index])
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[i] for i in range(len(self)))
-
-    def __add__(self, other: ImageList) -> ImageList:
-        return ImageList(self._items + other._items)
-
-    def take(self, index: Sequence[int]) -> ImageList:
-        return ImageList([self._items[i] for i in index])
-
-    def fingerprint(self) -> str:
-        """A hash of the pixels (arrays) or of the file names and bytes (files)."""
-        digest = hashlib.sha256()
-        for item in self._items:
-            if isinstance(item, Path):
-                digest.update(str(item).encode())
-                digest.update(hashlib.sha256(item.read_bytes()).digest())
-            else:
-                digest.update(str(item.shape).encode())
-                digest.update(np.ascontiguousarray(item).tobytes())
-        return digest.hexdigest()[:16]
-
-
-def decode(item: np.ndarray | Path) -> np.ndarray:
-    """An image as a uint8 array (HxW or HxWxC); a file is read with Pillow."""
-    if isinstance(item, np.ndarray):
-        return item
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(item) as opened:
-            image = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{item}: not a readable image ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from compress.benchmark.evaluate import accuracy, agreement, evaluate, macro_f1
 from compress.benchmark.runtimes import open_runtime
 from compress.data import Split
 from compress.errors import DataError
+from compress.tasks import get_task
+
+TEXT = get_task("text-classification")
 
 POSITIVE = ("good", "great", "fun", "loved")
 
@@ -49,7 +52,9 @@ LABELS = [1, 1, 0, 0, 0, 1, 1, 1]
 def test_evaluate_matches_hand_computation(tokenizer: Any) -> None:
     runtime = KeywordRuntime(tokenizer)
     split = Split(TEXTS, np.array(LABELS))
-    result = evaluate(runtime, tokenizer, split, max_length=32, batch_size=3, progress=False)
+    result = evaluate(
+        runtime, tokenizer, split, max_length=32, batch_size=3, progress=False, task=TEXT
+    )
     # 5 of 8 right. Class 1: TP 3, FP 1, FN 2 -> F1 6/9. Class 0: TP 2, FP 2, FN 1 -> F1 4/7.
     assert result["n"] == 8
     assert result["accuracy"] == pytest.approx(5 / 8)
@@ -60,7 +65,7 @@ def test_evaluate_matches_hand_computation(tokenizer: Any) -> None:
 def test_evaluate_batches_by_length_with_own_padding(tokenizer: Any) -> None:
     runtime = KeywordRuntime(tokenizer)
     split = Split(TEXTS, np.array(LABELS))
-    evaluate(runtime, tokenizer, split, max_length=6, batch_size=3, progress=True)
+    evaluate(runtime, tokenizer, split, max_length=6, batch_size=3, progress=True, task=TEXT)
     # token lengths with [CLS]/[SEP]: 3 4 6 3 5 4 6 4 -> batches of lengths (3 3 4) (4 4 5) (6 6)
     assert [b["input_ids"].shape for b in runtime.batches] == [(3, 4), (3, 5), (2, 6)]
     longest = [int(b["attention_mask"].sum(axis=1).max()) for b in runtime.batches]
@@ -68,14 +73,14 @@ def test_evaluate_batches_by_length_with_own_padding(tokenizer: Any) -> None:
     assert all(b["input_ids"].dtype == np.int64 for b in runtime.batches)
 
     runtime.batches.clear()
-    evaluate(runtime, tokenizer, split, max_length=4, batch_size=8, progress=False)
+    evaluate(runtime, tokenizer, split, max_length=4, batch_size=8, progress=False, task=TEXT)
     assert [b["input_ids"].shape for b in runtime.batches] == [(8, 4)]  # truncated at max_length
 
 
 def test_evaluate_empty_split(tokenizer: Any) -> None:
     empty = Split([], np.array([], dtype=np.int64))
     with pytest.raises(DataError):
-        evaluate(KeywordRuntime(tokenizer), tokenizer, empty, 16, 4, progress=False)
+        evaluate(KeywordRuntime(tokenizer), tokenizer, empty, 16, 4, progress=False, task=TEXT)
 
 
 def test_macro_f1_counts_classes_never_predicted() -> None:
@@ -91,11 +96,15 @@ def test_macro_f1_counts_classes_never_predicted() -> None:
 def test_real_runtimes_agree_with_one_by_one_predictions(
     tokenizer: Any, hf_artifact: Artifact, onnx_artifact: Artifact, split: Split
 ) -> None:
-    torch_rt = open_runtime(hf_artifact, hf_artifact.variants[0], threads=1)
-    ort_rt = open_runtime(onnx_artifact, onnx_artifact.variants[0], threads=1)
+    torch_rt = open_runtime(hf_artifact, hf_artifact.variants[0], 1, TEXT)
+    ort_rt = open_runtime(onnx_artifact, onnx_artifact.variants[0], 1, TEXT)
     try:
-        a = evaluate(torch_rt, tokenizer, split, max_length=32, batch_size=4, progress=False)
-        b = evaluate(ort_rt, tokenizer, split, max_length=32, batch_size=4, progress=False)
+        a = evaluate(
+            torch_rt, tokenizer, split, max_length=32, batch_size=4, progress=False, task=TEXT
+        )
+        b = evaluate(
+            ort_rt, tokenizer, split, max_length=32, batch_size=4, progress=False, task=TEXT
+        )
         single = []
         for text in split.texts:
             feeds = tokenizer([text], truncation=True, max_length=32, return_tensors="np")

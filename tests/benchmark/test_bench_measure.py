@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
 
 from compress.benchmark import measure
-from compress.benchmark.measure import LatencyStats, fixed_shape_batch, measure_latency
+from compress.benchmark.measure import LatencyStats, measure_latency
 
 
 def _clock(durations_ms: list[float]) -> Iterator[float]:
@@ -57,25 +56,6 @@ def test_measure_latency_rejects_bad_counts() -> None:
         measure_latency(lambda: None, warmup=0, repetitions=0)
     with pytest.raises(ValueError):
         measure_latency(lambda: None, warmup=-1, repetitions=5)
-
-
-def test_fixed_shape_batch(tokenizer: Any) -> None:
-    texts = ["good", "the movie was great and the story was very fun and the actors were fine"]
-    feeds = fixed_shape_batch(tokenizer, texts, batch_size=5, sequence_length=8)
-    assert set(feeds) == {"input_ids", "attention_mask", "token_type_ids"}
-    for value in feeds.values():
-        assert value.shape == (5, 8)
-        assert value.dtype == np.int64
-    mask = feeds["attention_mask"]
-    assert mask[0].sum() == 3  # [CLS] good [SEP], then padding
-    assert mask[1].sum() == 8  # truncated
-    assert (feeds["input_ids"][2] == feeds["input_ids"][0]).all()  # texts repeat
-    assert feeds["input_ids"][0, 1] == tokenizer.convert_tokens_to_ids("good")
-
-
-def test_fixed_shape_batch_needs_texts(tokenizer: Any) -> None:
-    with pytest.raises(ValueError):
-        fixed_shape_batch(tokenizer, [], batch_size=1, sequence_length=8)
 
 
 def test_measure_interleaved_blocks_rotate_and_count() -> None:

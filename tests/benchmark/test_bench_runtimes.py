@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from compress.artifacts import Artifact, Variant
-from compress.benchmark.measure import fixed_shape_batch
 from compress.benchmark.runtimes import (
     OrtRuntime,
     Runtime,
@@ -17,6 +16,10 @@ from compress.benchmark.runtimes import (
     open_runtime,
 )
 from compress.errors import ModelLoadError, UserError
+from compress.tasks import get_task
+from compress.text.tokens import fixed_shape_batch
+
+TEXT = get_task("text-classification")
 
 
 def test_torch_and_onnxruntime_give_the_same_logits(
@@ -24,8 +27,8 @@ def test_torch_and_onnxruntime_give_the_same_logits(
 ) -> None:
     texts = ["the movie was great", "bad", "the plot was very dull and boring"]
     feeds = fixed_shape_batch(tokenizer, texts, batch_size=3, sequence_length=12)
-    torch_rt = open_runtime(hf_artifact, hf_artifact.variants[0], threads=1)
-    ort_rt = open_runtime(onnx_artifact, onnx_artifact.variants[0], threads=1)
+    torch_rt = open_runtime(hf_artifact, hf_artifact.variants[0], 1, TEXT)
+    ort_rt = open_runtime(onnx_artifact, onnx_artifact.variants[0], 1, TEXT)
     try:
         assert isinstance(torch_rt, TorchRuntime) and isinstance(torch_rt, Runtime)
         assert isinstance(ort_rt, OrtRuntime) and isinstance(ort_rt, Runtime)
@@ -49,11 +52,11 @@ def test_parameters(
 
     model = AutoModelForSequenceClassification.from_pretrained(hf_artifact.path)
     expected = sum(p.numel() for p in model.parameters())
-    assert count_parameters(hf_artifact, hf_artifact.variants[0]) == expected
+    assert count_parameters(hf_artifact, hf_artifact.variants[0], TEXT) == expected
     # the exported graph holds the same weights (its int64 constants are not weights)
-    assert count_parameters(onnx_artifact, onnx_artifact.variants[0]) == expected
+    assert count_parameters(onnx_artifact, onnx_artifact.variants[0], TEXT) == expected
     # int8 weights count, plus their scales and zero points
-    int8 = count_parameters(int8_artifact, int8_artifact.variants[0])
+    int8 = count_parameters(int8_artifact, int8_artifact.variants[0], TEXT)
     assert expected < int8 < expected * 1.01
 
 
@@ -89,8 +92,8 @@ def test_size_counts_external_data(onnx_artifact: Artifact, tmp_path: Path) -> N
     data_bytes = (tmp_path / "ext.onnx.data").stat().st_size
     assert data_bytes > graph_bytes
     assert model_size_bytes(artifact, variant) == graph_bytes + data_bytes
-    assert count_parameters(artifact, variant) == count_parameters(
-        onnx_artifact, onnx_artifact.variants[0]
+    assert count_parameters(artifact, variant, TEXT) == count_parameters(
+        onnx_artifact, onnx_artifact.variants[0], TEXT
     )
 
 
@@ -106,13 +109,13 @@ def test_open_runtime_errors(tmp_path: Path) -> None:
         "onnx", tmp_path, "k", [Variant("x", "onnxruntime", "fp32", "cpu", "no.onnx")]
     )
     with pytest.raises(ModelLoadError):
-        open_runtime(missing, missing.variants[0], threads=1)
+        open_runtime(missing, missing.variants[0], 1, TEXT)
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     broken = Artifact(
         "onnx", tmp_path, "k", [Variant("x", "onnxruntime", "fp32", "cpu", "bad.onnx")]
     )
     with pytest.raises(ModelLoadError):
-        open_runtime(broken, broken.variants[0], threads=1)
+        open_runtime(broken, broken.variants[0], 1, TEXT)
     odd = Variant("x", "tvm", "fp32", "cpu", "bad.onnx")  # type: ignore[arg-type]
     with pytest.raises(UserError):
-        open_runtime(Artifact("onnx", tmp_path, "k", [odd]), odd, threads=1)
+        open_runtime(Artifact("onnx", tmp_path, "k", [odd]), odd, 1, TEXT)

@@ -8,6 +8,9 @@ from compress.artifacts import Artifact
 from compress.benchmark.settings import BenchmarkSettings
 from compress.benchmark.stage import benchmark_variant
 from compress.data import Split
+from compress.tasks import get_task
+
+TEXT = get_task("text-classification")
 
 SETTINGS = BenchmarkSettings(
     batch_sizes=[1, 4], sequence_length=16, threads=1, warmup=1, repetitions=5, eval_batch_size=4
@@ -19,7 +22,9 @@ LATENCY_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_p
 def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Split) -> None:
     artifact: Artifact = request.getfixturevalue(which)
     variant = artifact.variants[0]
-    result = benchmark_variant(artifact, variant, split, SETTINGS, max_length=32, progress=False)
+    result = benchmark_variant(
+        artifact, variant, split, SETTINGS, max_length=32, progress=False, task=TEXT
+    )
     assert set(result) == {
         "runtime",
         "precision",
@@ -53,7 +58,14 @@ def test_benchmark_variant_eval_samples_and_predictions(
     settings = SETTINGS.model_copy(update={"eval_samples": 3, "batch_sizes": [2]})
     variant = hf_artifact.variants[0]
     result = benchmark_variant(
-        hf_artifact, variant, split, settings, max_length=32, progress=False, keep_predictions=True
+        hf_artifact,
+        variant,
+        split,
+        settings,
+        max_length=32,
+        progress=False,
+        task=TEXT,
+        keep_predictions=True,
     )
     assert result["n_eval"] == 3
     assert set(result["latency"]) == {"b2"}
@@ -70,7 +82,7 @@ def test_interleaved_latency_of_several_stages(
         "torch": (hf_artifact, hf_artifact.variants[0]),
         "onnx": (onnx_artifact, onnx_artifact.variants[0]),
     }
-    out = interleaved_latency(stages, split.texts, settings)
+    out = interleaved_latency(stages, split.texts, settings, TEXT)
     assert set(out) == {"torch", "onnx"}
     for figures in out.values():
         assert set(figures) == {"b1", "b2"}

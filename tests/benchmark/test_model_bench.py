@@ -139,5 +139,7 @@ def test_bench_scores_a_file_against_the_models_label_order(
     onnx = OrtRuntime(folder / "model.onnx", threads=1)
     tokenizer = get_task("text-classification").load_processor(folder)
     truth = Split(list(TEXTS), np.asarray(LABELS, dtype=np.int64))
-    expected = evaluate(onnx, tokenizer, truth, 64, 8, progress=False)["accuracy"]
+    expected = evaluate(onnx, tokenizer, truth, 64, 8, False, get_task("text-classification"))[
+        "accuracy"
+    ]
     assert by_name["runtimes"][0]["accuracy"] == pytest.approx(expected)

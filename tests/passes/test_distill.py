@@ -7,7 +7,8 @@ from transformers import AutoModelForSequenceClassification
 from compress.artifacts import Artifact
 from compress.errors import UserError
 from compress.passes.base import PassContext
-from compress.passes.distill import DistillConfig, apply, pick_layers, student_from_teacher
+from compress.passes.distill import DistillConfig, apply
+from compress.text.layers import keep_layers, pick_layers
 
 
 def test_pick_layers() -> None:
@@ -33,7 +34,7 @@ def test_layers_option_is_validated() -> None:
 
 def test_student_copies_the_chosen_teacher_layers(tiny_hf: Artifact) -> None:
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
-    student = student_from_teacher(teacher, [1, 3])
+    student = keep_layers(teacher, [1, 3])
     assert student.config.num_hidden_layers == 2
     assert teacher.config.num_hidden_layers == 4
     t_state, s_state = teacher.state_dict(), student.state_dict()

@@ -8,9 +8,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from compress.artifacts import Artifact
 from compress.errors import ExportParityError
-from compress.onnx_tools import check_parity, feeds_for, parity_batches, session
 from compress.passes.base import PassContext
 from compress.passes.export_onnx import ExportOnnxConfig, apply
+from compress.quant.parity import check_parity, feeds_for, session
+from compress.text.tokens import parity_batches
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from compress.passes.base import PassContext
 from compress.passes.export_onnx import ExportOnnxConfig
 from compress.passes.export_onnx import apply as export
 from compress.passes.prune import PruneConfig, apply
-from compress.pruning import heads_to_prune, round_width, select_layers
+from compress.text.pruning import heads_to_prune, round_width, select_layers
 
 
 def test_round_width() -> None:

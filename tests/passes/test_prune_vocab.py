@@ -9,7 +9,7 @@ from compress.artifacts import Artifact
 from compress.errors import DataError
 from compress.passes.base import PassContext
 from compress.passes.prune_vocab import PruneVocabConfig, apply
-from compress.vocab import wordpiece_vocab
+from compress.text.vocab import wordpiece_vocab
 
 
 def test_vocabulary_shrinks_and_kept_text_is_unchanged(

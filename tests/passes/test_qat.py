@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from compress.artifacts import Artifact
 from compress.passes.base import PassContext
-from compress.qdq_check import check_qdq
+from compress.quant.qdq_check import check_qdq
 
 pytest.importorskip("nncf")
 pytest.importorskip("torchao")
@@ -54,10 +54,12 @@ def test_qat_writes_tensorrt_qdq_that_matches_the_fake_quant_model(
 
 
 def test_qat_recipe_order_and_tensorrt_input() -> None:
+    from compress.passes.qat import PASS, QatConfig
     from compress.passes.tensorrt import TensorRTConfig, _check_input
 
-    assert _check_input(TensorRTConfig(precision="int8"), "qat", None) is None
-    assert _check_input(TensorRTConfig(precision="fp16"), "qat", None) is not None
+    handed = PASS.handed_over(QatConfig(), "text-classification")
+    assert _check_input(TensorRTConfig(precision="int8"), handed) is None
+    assert _check_input(TensorRTConfig(precision="fp16"), handed) is not None
 
 
 def test_recipe_puts_qat_where_export_and_quantize_would_be(tmp_path: Path) -> None:

@@ -11,13 +11,14 @@ import onnx
 import pytest
 
 from compress.artifacts import Artifact, StepResult
-from compress.benchmark.engine_runtime import engine_unavailable
 from compress.errors import EngineBuildError, RecipeError
 from compress.passes.base import PassContext
-from compress.passes.tensorrt import ShapeRange, TensorRTConfig, apply
+from compress.passes.tensorrt import TensorRTConfig, apply
 from compress.recipe import load_recipe
-from compress.report_stages import CPU_RUNTIMES, not_run, select_stages
-from compress.trt_build import BuildOptions, build_engine
+from compress.run.report_step import CPU_RUNTIMES, not_run, select_stages
+from compress.trt.cache import BuildOptions, build_engine
+from compress.trt.options import ShapeRange
+from compress.trt.runtime import engine_unavailable
 from tests.conftest import write_bad_qdq_onnx
 
 
@@ -189,7 +190,7 @@ def test_input_the_engine_cannot_use_is_a_recipe_error(tmp_path: Path) -> None:
     error = _recipe_error(
         tmp_path, "  - export_onnx\n  - quantize\n  - tensorrt: {precision: fp16}\n"
     )
-    assert "builds the FP32 file of 'export_onnx'" in str(error)
+    assert "builds the portable FP32 ONNX file" in str(error) and "export_onnx does" in str(error)
     error = _recipe_error(tmp_path, "  - tensorrt\n")
     assert "needs an ONNX model" in str(error)
 
@@ -205,7 +206,7 @@ def test_missing_backend_is_a_validation_error(tmp_path: Path) -> None:
 
 def test_auto_needs_either_backend() -> None:
     from compress.errors import MissingDependencyError
-    from compress.registry import get_pass, missing_backends
+    from compress.recipe.registry import get_pass, missing_backends
 
     info = get_pass("tensorrt")
     installed = any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_rtx"))

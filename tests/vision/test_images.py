@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compress.data.images import ImageList
 from compress.errors import DataError, ModelLoadError
-from compress.vision.images import ImageList, ImageProcessor
+from compress.vision.images import ImageProcessor
 
 
 def test_processor_resizes_converts_and_normalizes() -> None:

@@ -1,0 +1,1 @@
+"""Deployment: bundles for devices, the device profiles, and the scripts bundles carry."""

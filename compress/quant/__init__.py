@@ -1,0 +1,1 @@
+"""Quantization helpers: ONNX Runtime and NNCF quantizers, parity, sensitivity, Q/DQ checks."""

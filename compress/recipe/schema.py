@@ -1,0 +1,93 @@
+"""What a validated recipe is: its top-level document, its `model:` section and its steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from compress.artifacts import step_folder
+from compress.benchmark.settings import BenchmarkSettings
+from compress.data.spec import DataSpec
+from compress.options import StrictOptions
+from compress.passes.base import PassConfig, PassInfo
+from compress.tasks import TASK_NAMES
+
+
+class ModelSpec(StrictOptions):
+    """The `model:` section: what to compress.
+
+    `source` is an offline default (`minilm-l6`: all-MiniLM-L6-v2 from PyPI;
+    `mnist-cnn`, `efficientnet-lite0` for images), a local model folder, or a
+    hub id such as `bert-base-uncased`. Left out, a recipe uses its task's
+    default (`compress.tasks`), or must name one.
+    """
+
+    source: str = Field("minilm-l6", description="offline name, local model folder, or hub id")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+
+
+class RecipeDoc(StrictOptions):
+    """The top level of a recipe file."""
+
+    name: str | None = Field(None, description="run name; default: the file name")
+    task: str = Field("text-classification", description=f"one of {', '.join(TASK_NAMES)}")
+    seed: int = Field(0, description="seed for training, sampling and calibration")
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    passes: list[Any] = Field(default_factory=list, description="ordered passes")
+    benchmark: BenchmarkSettings = BenchmarkSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        # the default run folder is runs/<name>: a path here would write elsewhere
+        if value is not None and (
+            not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")
+        ):
+            raise ValueError("must be a plain name (no '/', '\\', '..'), it names runs/<name>")
+        return value
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASK_NAMES:
+            raise ValueError(f"must be one of {', '.join(TASK_NAMES)}")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int) -> int:
+        if not 0 <= value < 2**32:  # what NumPy and torch accept as a seed
+            raise ValueError(f"must be between 0 and {2**32 - 1}")
+        return value
+
+
+@dataclass(frozen=True)
+class PassStep:
+    """One validated pass of a recipe."""
+
+    index: int
+    name: str
+    config: PassConfig
+    info: PassInfo
+
+    @property
+    def folder(self) -> str:
+        return step_folder(self.index, self.name)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: the document, its passes, and where it came from."""
+
+    doc: RecipeDoc
+    steps: list[PassStep]
+    file: Path
+    resolved: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.doc.name or self.file.stem

@@ -1,0 +1,210 @@
+"""Recipes: YAML -> a fully validated `Recipe`, before any model is loaded.
+
+A recipe names the task, the model, the data, an ordered list of passes (each
+a one-key mapping `{pass_name: {options}}`, or just `pass_name` for defaults)
+and the benchmark settings. Every problem is reported as
+`file:line key: message (hint)`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from compress.artifacts import ArtifactKind
+from compress.errors import RecipeError, UserError, did_you_mean
+from compress.recipe.overrides import apply_override
+from compress.recipe.registry import all_passes, get_pass, missing_backends
+from compress.recipe.schema import PassStep, Recipe, RecipeDoc
+from compress.recipe.yaml_lines import KeyPath, LineMap, format_path, load_yaml
+from compress.tasks import Task, get_task
+
+Fail = Callable[..., RecipeError]
+KIND_NAMES: dict[str, str] = {
+    "hf": "a Hugging Face model",
+    "onnx": "an ONNX model",
+    "engine": "a TensorRT engine",
+    "bundle": "a deployment bundle",
+}
+LOCAL_PREFIXES = ("/", "./", "../", "~")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override (`key.path=value`) and validate a recipe file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{file}: recipe not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{file}: cannot read recipe ({exc})") from None
+    data, lines = load_yaml(text, str(file))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a mapping of keys", file=file, line=1)
+    for item in overrides or []:
+        apply_override(data, item)
+    if not data:
+        raise RecipeError(
+            "recipe is empty", file=file, line=1, hint="name its passes; see recipes/*.yaml"
+        )
+    return validate_recipe(data, lines, file)
+
+
+def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
+    """Validate raw recipe data (top level, sources, every pass, and the order of passes)."""
+
+    def fail(message: str, path: KeyPath, hint: str | None = None) -> RecipeError:
+        return RecipeError(
+            message, file=file, line=lines.line_of(path), key=format_path(path) or None, hint=hint
+        )
+
+    for key in data:
+        if key not in RecipeDoc.model_fields:
+            raise fail("unknown key", (key,), did_you_mean(key, RecipeDoc.model_fields))
+    try:
+        doc = RecipeDoc.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, (), fail) from None
+    task = get_task(doc.task)
+    doc = _with_sources(doc, data, task, file, fail)
+    steps = [_step(index, entry, doc, fail) for index, entry in enumerate(doc.passes)]
+    _check_order(steps, task, fail)
+    resolved = doc.model_dump(mode="json")
+    resolved["name"] = doc.name or file.stem
+    for section in ("model", "data"):  # so the saved recipe works from any folder
+        local = file.parent / resolved[section]["source"]
+        if not Path(resolved[section]["source"]).is_absolute() and local.exists():
+            resolved[section]["source"] = str(local.resolve())
+    resolved["passes"] = [{s.name: s.config.model_dump(mode="json")} for s in steps]
+    return Recipe(doc=doc, steps=steps, file=file, resolved=copy.deepcopy(resolved))
+
+
+def _with_sources(
+    doc: RecipeDoc, data: dict[str, Any], task: Task, file: Path, fail: Fail
+) -> RecipeDoc:
+    """`doc` with the task's default model and data where the recipe names none.
+
+    A source that is clearly a local path (absolute, `./`, `../`, `~`) must exist.
+    """
+    for section in ("model", "data"):
+        spec = getattr(doc, section)
+        if "source" not in spec.model_fields_set:
+            default = task.recipe_sources[section]
+            if default is None:
+                where = (section, "source") if section in data else ("task",)
+                hint = task.source_hints[section]
+                raise fail(f"an {task.name} recipe needs {section}.source", where, hint)
+            if default != spec.source:
+                spec = spec.model_copy(update={"source": default})
+                doc = doc.model_copy(update={section: spec})
+            continue
+        source = str(spec.source)
+        if source.startswith(LOCAL_PREFIXES) or source in (".", ".."):
+            path = Path(source).expanduser()
+            if not path.exists() and not (file.parent / path).exists():
+                raise fail(
+                    f"'{source}' does not exist",
+                    (section, "source"),
+                    "a local path, read from the recipe's folder or the working folder",
+                )
+    return doc
+
+
+def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail) -> PassStep:
+    """One entry of `passes:` as a validated step."""
+    where: KeyPath = ("passes", index)
+    options: Any
+    if isinstance(entry, str):
+        name, options = entry, {}
+    elif isinstance(entry, dict) and len(entry) == 1:
+        name, options = next(iter(entry.items()))
+        options = {} if options is None else options
+    else:
+        raise fail("each pass is `name` or `name: {options}` (one key)", where)
+    try:
+        info = get_pass(name)
+    except UserError as exc:
+        raise fail(str(exc), where) from None
+    if not isinstance(options, dict):
+        raise fail(f"options of '{name}' must be a mapping", (*where, name))
+    for key in options:
+        if key not in info.config.model_fields:
+            hint = did_you_mean(key, info.config.model_fields)
+            known = "options: " + ", ".join(info.config.model_fields)
+            raise fail(f"unknown option of '{name}'", (*where, name, key), hint or known)
+    try:
+        config = info.config.model_validate(options)
+    except ValidationError as exc:
+        raise _first_error(exc, (*where, name), fail) from None
+    if doc.task not in info.tasks:
+        raise fail(
+            f"'{name}' does not serve {doc.task} models",
+            where,
+            f"it serves {', '.join(info.tasks)}",
+        )
+    if info.check is not None:
+        try:
+            info.check(config, doc.task)
+        except ValueError as exc:
+            raise fail(str(exc), (*where, name)) from None
+    for missing in missing_backends(info, config):
+        raise fail(str(missing), where)
+    return PassStep(index, name, config, info)
+
+
+def _check_order(steps: list[PassStep], task: Task, fail: Fail) -> None:
+    """Each pass must receive the artifact kind it consumes, and what its input check wants."""
+    kind: ArtifactKind = "hf"
+    made_by: PassStep | None = None  # the step that turned the model into `kind`
+    previous: PassStep | None = None
+    for step in steps:
+        if kind not in step.info.accepts:
+            needs = " or ".join(KIND_NAMES[k] for k in step.info.accepts)
+            if made_by is not None:
+                hint = f"move it before '{made_by.name}'"
+            else:
+                makers = [
+                    f"'{p.name}'"
+                    for p in all_passes()
+                    if p.produces in step.info.accepts and kind in p.accepts
+                ]
+                hint = f"add {' or '.join(makers)} before it"
+            raise fail(
+                f"'{step.name}' needs {needs} but gets {KIND_NAMES[kind]}",
+                ("passes", step.index),
+                hint,
+            )
+        if step.info.check_input is not None:
+            handed = previous.info.handed_over(previous.config, task.name) if previous else ()
+            problem = step.info.check_input(step.config, handed)
+            if problem is not None:
+                raise fail(problem, ("passes", step.index, step.name))
+        if step.info.produces != kind:
+            kind, made_by = step.info.produces, step
+        previous = step
+
+
+def _first_error(exc: ValidationError, prefix: KeyPath, fail: Fail) -> RecipeError:
+    err = exc.errors()[0]
+    path = (*prefix, *err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        message += f" (got {err['input']!r})"
+    return fail(message, path)
+
+
+def describe_config(config: type[BaseModel]) -> list[tuple[str, str, str]]:
+    """(option, default, description) rows for `compress passes`."""
+    rows = []
+    for name, field in config.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default())
+        rows.append((name, default, field.description or ""))
+    return rows

@@ -1,0 +1,1 @@
+"""Text encoders: loading Hugging Face classifiers, tokens, layer subsets, pruning, vocabularies."""

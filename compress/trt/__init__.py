@@ -1,0 +1,1 @@
+"""TensorRT: the engine builder, the engine cache, the engine runner, lint, and build options."""
