@@ -13,6 +13,7 @@ from typing import Any
 
 from compress.artifacts import write_json_atomic
 from compress.artifacts.run_folder import REPORT_FILES, REPORT_VERSION, load_report
+from compress.benchmark.sanity import warnings
 from compress.benchmark.settings import BenchmarkSettings
 from compress.errors import UserError
 from compress.system import cpu_features, cpu_model, package_versions
@@ -109,6 +110,9 @@ def build_report(
         report["not_run"] = [dict(entry) for entry in not_run]
     if skipped:
         report["skipped"] = [dict(entry) for entry in skipped]
+    flagged = warnings(out, method.get("majority_class"))
+    if flagged:
+        report["warnings"] = flagged
     return report
 
 
@@ -201,6 +205,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Benchmark",
         "",
+        *(f"**Warning:** {text}\n" for text in report.get("warnings", [])),
         "| " + " | ".join(headers[c] for c in columns) + " |",
         "|"
         + "|".join(
@@ -220,9 +225,31 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("skipped"):
         lines += ["", "Skipped steps (their input passed on unchanged):", ""]
         lines += [f"- {e.get('step')}: {e.get('reason')}" for e in report["skipped"]]
+    lines += _exact_lines(report)
     lines += _error_lines(report)
     lines += ["", "## Method", "", _method_text(report), ""]
     return "\n".join(lines)
+
+
+def _exact_lines(report: dict[str, Any]) -> list[str]:
+    """How files for TensorRT were scored, beside what this CPU's INT8 kernels make of them."""
+    exact = [s for s in report["stages"] if s.get("accuracy_method")]
+    if not exact:
+        return []
+    lines = [
+        "",
+        "## Files for TensorRT",
+        "",
+        f"Accuracy is that of the {exact[0]['accuracy_method']}.",
+    ]
+    lines.append("ONNX Runtime's fused INT8 kernels on this CPU score them (a CPU figure only):")
+    lines.append("")
+    for stage in exact:
+        exact_acc = _num(stage.get("accuracy"), ".2f", 100, "%")
+        cpu_acc = _num(stage.get("cpu_kernels", {}).get("accuracy"), ".2f", 100, "%")
+        name = f"{stage.get('stage')}:{stage.get('variant')}"
+        lines.append(f"- {name}: {exact_acc} exact, {cpu_acc} with this CPU's kernels")
+    return lines
 
 
 def _error_lines(report: dict[str, Any]) -> list[str]:
@@ -271,10 +298,22 @@ def _method_text(report: dict[str, Any]) -> str:
         f"×smaller is original size / stage size and ×faster is original p50 / stage p50; "
         f"Δacc is in percentage points. Software: {runtimes}. Date: {m.get('date', '?')}."
         + (f" Stages were timed {m['latency_schedule']}." if m.get("latency_schedule") else "")
+        + _majority_text(m)
         + "\n\n"
         "Note: stages built for different targets (cpu, tensorrt, portable) are different "
         "artifacts; their figures come from different files, all measured here on the CPU, "
         "so a tensorrt-target file does not show its TensorRT speed."
+    )
+
+
+def _majority_text(method: dict[str, Any]) -> str:
+    majority = method.get("majority_class")
+    if not majority:
+        return ""
+    return (
+        f" Always predicting the commonest test label ('{majority['label']}') scores "
+        f"{majority['accuracy']:.2%} (macro-F1 {majority['macro_f1']:.3f}): a stage must beat "
+        "that to have learned anything."
     )
 
 
@@ -306,6 +345,7 @@ def render_terminal(report: dict[str, Any]) -> str:
     for row in rows:
         cells = [row[c].ljust(widths[c]) if c in left else row[c].rjust(widths[c]) for c in columns]
         lines.append("  ".join(cells).rstrip())
+    lines += [f"warning: {text}" for text in report.get("warnings", [])]
     return "\n".join(lines)
 
 

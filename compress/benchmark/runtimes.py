@@ -93,12 +93,18 @@ class TorchRuntime:
 class OrtRuntime:
     """An ONNX model run by ONNX Runtime (CPU execution provider unless `providers` says else).
 
-    `threads=0` leaves the thread count to ONNX Runtime (all cores).
+    `threads=0` leaves the thread count to ONNX Runtime (all cores). `exact`
+    turns graph optimizations off: a Q/DQ model then runs its
+    QuantizeLinear/DequantizeLinear nodes as float arithmetic, the integer
+    math TensorRT runs, instead of this CPU's fused INT8 kernels (whose
+    rounding differs between AVX2 and AVX-512 VNNI CPUs).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int, providers: list[str] | None = None, exact: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         providers = providers or ["CPUExecutionProvider"]
@@ -117,7 +123,10 @@ class OrtRuntime:
                 ort.preload_dlls()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_DISABLE_ALL if exact else level.ORT_ENABLE_ALL
+        if exact:
+            self.name += "-exact"
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
@@ -149,15 +158,33 @@ class OrtRuntime:
         gc.collect()
 
 
-def open_runtime(artifact: Artifact, variant: Variant, threads: int, task: Task) -> Runtime:
-    """Load `variant` of `artifact` in the runtime it was built for."""
+def scored_exactly(variant: Variant) -> bool:
+    """Whether `variant` is a Q/DQ file for TensorRT, whose accuracy is that of its exact graph.
+
+    TensorRT runs Q/DQ as integer math with int32 accumulation; ONNX Runtime's
+    fused CPU kernels can saturate (AVX2), so they understate what the device
+    will compute. Such a file is scored with `exact` execution; its CPU
+    kernels' accuracy is a CPU figure only.
+    """
+    return (variant.runtime, variant.target, variant.precision) == (
+        "onnxruntime",
+        "tensorrt",
+        "int8",
+    )
+
+
+def open_runtime(
+    artifact: Artifact, variant: Variant, threads: int, task: Task, exact: bool = False
+) -> Runtime:
+    """Load `variant` of `artifact` in the runtime it was built for (ONNX: `exact`, see
+    `OrtRuntime`)."""
     path = artifact.file(variant)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist (variant '{variant.name}')")
     if variant.runtime == "torch":
         return TorchRuntime(path, threads, task)
     if variant.runtime == "onnxruntime":
-        return OrtRuntime(path, threads)
+        return OrtRuntime(path, threads, exact=exact)
     if variant.runtime == "tensorrt":
         from compress.trt.runtime import TrtRuntime
 

@@ -9,7 +9,12 @@ from typing import Any
 from compress.artifacts import Artifact, Variant
 from compress.benchmark.evaluate import evaluate
 from compress.benchmark.measure import LatencyStats, measure_interleaved, measure_latency
-from compress.benchmark.runtimes import count_parameters, model_size_bytes, open_runtime
+from compress.benchmark.runtimes import (
+    count_parameters,
+    model_size_bytes,
+    open_runtime,
+    scored_exactly,
+)
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Split
 from compress.errors import DataError
@@ -19,6 +24,12 @@ from compress.tasks import Task
 def load_processor(artifact: Artifact, task: Task) -> Any:
     """The tokenizer or image preprocessor saved in the artifact folder."""
     return task.load_processor(artifact.path)
+
+
+EXACT_METHOD = (
+    "Q/DQ graph executed exactly (ONNX Runtime, graph optimizations off): the integer math "
+    "TensorRT runs, the same on every CPU"
+)
 
 
 def benchmark_variant(
@@ -43,17 +54,24 @@ def benchmark_variant(
     if len(split) == 0:
         raise DataError("the test split is empty: nothing to benchmark on")
     processor = load_processor(artifact, task)
+    scored = split.head(settings.eval_samples)
+    extra: dict[str, Any] = {}
+    if scored_exactly(variant):
+        exact = open_runtime(artifact, variant, settings.threads, task, exact=True)
+        try:
+            args = (processor, scored, max_length, settings.eval_batch_size, progress, task)
+            exact_scores = evaluate(exact, *args)
+        finally:
+            exact.close()
+        extra["accuracy_method"] = EXACT_METHOD
     runtime = open_runtime(artifact, variant, settings.threads, task)
     try:
         scores = evaluate(
-            runtime,
-            processor,
-            split.head(settings.eval_samples),
-            max_length,
-            settings.eval_batch_size,
-            progress,
-            task,
+            runtime, processor, scored, max_length, settings.eval_batch_size, progress, task
         )
+        if extra:  # the fused kernels' figures are this CPU's, the exact ones the file's
+            extra["cpu_kernels"] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+            scores = exact_scores
         latency: dict[str, dict[str, float]] = {}
         for batch_size in settings.batch_sizes if measure else []:
             feeds = task.fixed_batch(processor, split.inputs, batch_size, settings.sequence_length)
@@ -72,6 +90,7 @@ def benchmark_variant(
         "size_bytes": model_size_bytes(artifact, variant),
         "parameters": count_parameters(artifact, variant, task),
     }
+    result.update(extra)
     if keep_predictions:
         result["predictions"] = [int(p) for p in scores["predictions"]]
     return result

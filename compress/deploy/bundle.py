@@ -292,11 +292,13 @@ def _expected(run: RunFolder, step: StepResult, variant: Variant) -> dict[str, A
             if stage.get("artifact_key") != step.artifact.key:
                 break
             method = report.get("method", {})
+            how = (
+                stage.get("accuracy_method") or f"{stage.get('runtime', 'onnxruntime')} on the CPU"
+            )
             return {
                 "accuracy": stage.get("accuracy"),
                 "macro_f1": stage.get("macro_f1"),
-                "measured_on": f"{method.get('data', {}).get('test_rows')} test rows, "
-                f"{stage.get('runtime', 'onnxruntime')} on the CPU",
+                "measured_on": f"{method.get('data', {}).get('test_rows')} test rows, {how}",
                 "report": str((run.path / "report.json").resolve()),
             }
     return {"accuracy": None, "why": "the run's report did not measure this file"}

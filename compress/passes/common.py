@@ -25,22 +25,24 @@ def save_output(model: Any, processor: Any, ctx: PassContext) -> Artifact:
 
 
 def onnx_validation_accuracy(
-    ctx: PassContext, processor: Any, files: list[Path], log: bool = True
-) -> dict[str, float]:
-    """Validation accuracy of each ONNX file (ONNX Runtime, CPU): a drop shows where it happens."""
+    ctx: PassContext, processor: Any, file: Path, exact: bool = False, log: bool = True
+) -> float:
+    """Validation accuracy of an ONNX file (ONNX Runtime, CPU): a drop shows where it happens.
+
+    `exact` runs a Q/DQ file as its graph computes (see `OrtRuntime`): how a
+    file for TensorRT is scored, the same on every CPU.
+    """
     from compress.benchmark.evaluate import evaluate
     from compress.benchmark.runtimes import OrtRuntime
 
-    out = {}
-    for file in files:
-        runtime = OrtRuntime(file, threads=0)
-        try:
-            scores = evaluate(
-                runtime, processor, ctx.data.validation, ctx.max_length, 64, False, ctx.task
-            )
-        finally:
-            runtime.close()
-        out[file.name] = scores["accuracy"]
-        if log:
-            ctx.log(f"{file.name}: validation accuracy {out[file.name]:.4f}")
-    return out
+    runtime = OrtRuntime(file, threads=0, exact=exact)
+    try:
+        scores = evaluate(
+            runtime, processor, ctx.data.validation, ctx.max_length, 64, False, ctx.task
+        )
+    finally:
+        runtime.close()
+    if log:
+        how = ", Q/DQ executed exactly" if exact else ""
+        ctx.log(f"{file.name}: validation accuracy {scores['accuracy']:.4f}{how}")
+    return scores["accuracy"]

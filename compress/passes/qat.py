@@ -11,8 +11,10 @@ artifact. Steps:
    scales adapt to INT8 rounding;
 3. strip NNCF's quantizers to torch fake-quant ops, export with the
    TorchScript exporter, fold weight quantizers into int8 initializers, and
-   check the file against the fake-quant PyTorch model (`atol`) and against
-   TensorRT's Q/DQ rules (`check_qdq`).
+   check the file against the fake-quant PyTorch model (`atol`, its Q/DQ
+   graph executed exactly, so the check does not depend on the CPU's INT8
+   kernels; how far those move the logits is recorded beside it) and
+   against TensorRT's Q/DQ rules (`check_qdq`).
 
 Why a pass of its own and not `quantize mode: qat`: `quantize` consumes ONNX
 and QAT consumes PyTorch weights; one pass per artifact kind keeps the recipe
@@ -59,11 +61,15 @@ class QatConfig(TrainConfig, CalibrationConfig):
         "MatMul/Gemm/Conv inputs; embedding lookups stay float)",
     )
     opset: int = Field(18, ge=14, le=21, description="ONNX opset of the exported file")
-    # INT8 kernels round differently from torch's fake quantization: on the real MiniLM
-    # student that alone moved logits by 0.011-0.128, while a wrong graph (inputs swapped)
-    # moved them by 0.37-0.77.
+    # The file is checked as a graph (Q/DQ executed exactly, the same on every CPU): on the
+    # real MiniLM student it matched the fake-quant model to 0.010-0.028 in logits, while a
+    # wrong graph (inputs swapped) moved them by 0.37-0.77. The CPU's INT8 kernels, which
+    # differ between AVX2 and AVX-512 VNNI, are measured beside it and never fail the pass.
     atol: float = Field(
-        0.25, gt=0, description="max |logit difference| allowed vs the fake-quant PyTorch model"
+        0.1,
+        gt=0,
+        description="max |logit difference| allowed vs the fake-quant PyTorch model, with the "
+        "Q/DQ graph executed exactly",
     )
 
 
@@ -77,8 +83,9 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
 
     from compress.passes.common import load_input, onnx_validation_accuracy
     from compress.quant.nncf_backend import export_qat, prepare_qat
-    from compress.quant.parity import check_parity
+    from compress.quant.parity import check_parity, kernel_deviation
     from compress.quant.qdq_check import check_qdq
+    from compress.system import cpu_features, cpu_model
 
     model, processor = load_input(artifact, ctx)
     model.eval().to(default_device())
@@ -107,9 +114,15 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     stripped, folded = export_qat(model, example, out, _dynamic_axes(example, text), cfg.opset)
     ctx.metrics["export"] = folded
     checks = ctx.task.parity_batches(processor, val.inputs, ctx.max_length)
-    diff = check_parity("QAT INT8 export", stripped, out, checks, cfg.atol)
-    ctx.log(f"{OUTPUT} matches the fake-quant model: max |logit diff| {diff:.2e}")
+    diff = check_parity("QAT INT8 export", stripped, out, checks, cfg.atol, exact=True)
+    kernels = kernel_deviation(out, checks)
+    ctx.log(
+        f"{OUTPUT} matches the fake-quant model: max |logit diff| {diff:.2e} executed exactly; "
+        f"this CPU's INT8 kernels move logits by up to {kernels['max_logit_diff']:.3f} "
+        f"(argmax agreement {kernels['argmax_agreement']:.1%})"
+    )
     ctx.metrics["parity"] = {OUTPUT: diff}
+    ctx.metrics["int8_kernels"] = {**kernels, "cpu": cpu_model(), "cpu_features": cpu_features()}
     form = check_qdq(out)
     if not form.ok:
         raise PassFailed(f"{OUTPUT} is not TensorRT-ready Q/DQ: {'; '.join(form.problems[:3])}")
@@ -119,7 +132,8 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
         "per_channel_weights": form.per_channel_weights,
     }
     copy_preprocessing(artifact.path, ctx.work_dir)
-    ctx.metrics["validation_accuracy"] = onnx_validation_accuracy(ctx, processor, [out])
+    accuracy = onnx_validation_accuracy(ctx, processor, out, exact=True)
+    ctx.metrics["validation_accuracy"] = {OUTPUT: accuracy}
     variants = [Variant("int8-qat-qdq", "onnxruntime", "int8", "tensorrt", OUTPUT)]
     meta = {**artifact.meta, "opset": cfg.opset}
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, meta)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
+from compress.benchmark.runtimes import scored_exactly
 from compress.errors import PassFailed
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
 from compress.passes.calibration import CalibrationConfig, calibration_feeds
@@ -193,15 +194,18 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             e.to_json() for e in ranking[: cfg.top_k_errors]
         ]
         if budget is not None:
-            budget.fallback(source, out, build, [e.node for e in ranking])
+            budget.fallback(source, out, build, [e.node for e in ranking], exact=tensorrt)
         if tensorrt:
             _check_tensorrt_form(out, cfg, ctx)
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
         else:
             variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
-    ctx.metrics["validation_accuracy"] = onnx_validation_accuracy(
-        ctx, processor, [ctx.work_dir / v.file for v in variants if v.file]
-    )
+    ctx.metrics["validation_accuracy"] = {
+        str(v.file): onnx_validation_accuracy(
+            ctx, processor, ctx.work_dir / str(v.file), exact=scored_exactly(v)
+        )
+        for v in variants
+    }
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
 
 
@@ -231,13 +235,13 @@ class _Budget:
         self.cfg, self.ctx, self.processor = cfg, ctx, processor
         self.reference: dict[Path, float] = {}
 
-    def _accuracy(self, file: Path) -> float:
-        return onnx_validation_accuracy(self.ctx, self.processor, [file], log=False)[file.name]
+    def _accuracy(self, file: Path, exact: bool = False) -> float:
+        return onnx_validation_accuracy(self.ctx, self.processor, file, exact=exact, log=False)
 
-    def _drop(self, source: Path, out: Path) -> tuple[float, float]:
+    def _drop(self, source: Path, out: Path, exact: bool = False) -> tuple[float, float]:
         if source not in self.reference:
             self.reference[source] = self._accuracy(source)
-        accuracy = self._accuracy(out)
+        accuracy = self._accuracy(out, exact)
         return accuracy, 100 * (self.reference[source] - accuracy)
 
     def check_only(self, source: Path, out: Path) -> None:
@@ -255,10 +259,17 @@ class _Budget:
             self.ctx.log(f"{out.name}: drop {drop:.2f} points is over max_accuracy_drop")
 
     def fallback(
-        self, source: Path, out: Path, build: Callable[[list[str]], Path], ranking: list[str]
+        self,
+        source: Path,
+        out: Path,
+        build: Callable[[list[str]], Path],
+        ranking: list[str],
+        exact: bool,
     ) -> None:
+        """Keep the worst layers float until the drop is within budget; `exact` scores the
+        files as their Q/DQ graph computes (files for TensorRT)."""
         budget = float(self.cfg.max_accuracy_drop or 0)
-        accuracy, drop = self._drop(source, out)
+        accuracy, drop = self._drop(source, out, exact)
         record: dict[str, Any] = {
             "fp32_accuracy": self.reference[source],
             "all_int8_accuracy": accuracy,
@@ -275,7 +286,7 @@ class _Budget:
             )
             result = keep_float_within_budget(
                 build,
-                self._accuracy,
+                lambda file: self._accuracy(file, exact),
                 self.reference[source],
                 budget,
                 ranking,

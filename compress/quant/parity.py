@@ -50,11 +50,16 @@ def check_parity(
     onnx_path: Path,
     batches: list[dict[str, Any]],
     atol: float,
+    exact: bool = False,
 ) -> float:
-    """Max |logit difference| between `model` and the ONNX file; raises above `atol`."""
+    """Max |logit difference| between `model` and the ONNX file; raises above `atol`.
+
+    With `exact`, the file runs without graph optimizations (see `session`):
+    a Q/DQ file is then checked as a graph, the same on every CPU.
+    """
     import torch
 
-    sess = session(onnx_path)
+    sess = session(onnx_path, exact=exact)
     worst = 0.0
     model.eval()
     with torch.inference_mode():
@@ -68,3 +73,20 @@ def check_parity(
     if not np.isfinite(worst) or worst > atol:
         raise ExportParityError(what, {"logits": worst}, atol)
     return worst
+
+
+def kernel_deviation(onnx_path: Path, batches: list[dict[str, Any]]) -> dict[str, float]:
+    """How far this CPU's fused INT8 kernels move a Q/DQ file's logits from its exact arithmetic.
+
+    Information, not a check: the kernels differ between CPUs (AVX2's U8S8
+    kernels can saturate, AVX-512 VNNI's do not), the graph does not.
+    """
+    fused, exact = session(onnx_path), session(onnx_path, exact=True)
+    worst, agree, rows = 0.0, 0, 0
+    for batch in batches:
+        got = fused.run(None, feeds_for(fused, batch))[0]
+        ref = exact.run(None, feeds_for(exact, batch))[0]
+        worst = max(worst, float(np.abs(got - ref).max()))
+        agree += int((got.argmax(-1) == ref.argmax(-1)).sum())
+        rows += len(ref)
+    return {"max_logit_diff": worst, "argmax_agreement": agree / max(1, rows)}

@@ -106,6 +106,7 @@ def make_report(
     """
     from compress.benchmark.measure import SCHEDULE
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
+    from compress.benchmark.sanity import majority_baseline
     from compress.benchmark.stage import benchmark_variant
     from compress.tasks import get_task
 
@@ -180,6 +181,8 @@ def make_report(
     method["example_shape"] = _example_shape(task, selected[0][0], settings.sequence_length)
     method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
+    scored = data.test.head(settings.eval_samples)
+    method["majority_class"] = majority_baseline(scored.labels, data.label_names)
     method["recipe"] = str(recipe.file)
     report = build_report(stages, method, not_run=unmeasured, skipped=did_not_run)
     written = write_report(report, out, plot=settings.plot)

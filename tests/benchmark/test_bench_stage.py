@@ -7,7 +7,7 @@ import pytest
 from compress.artifacts import Artifact
 from compress.benchmark.settings import BenchmarkSettings
 from compress.benchmark.stage import benchmark_variant
-from compress.data import Split
+from compress.data import Dataset, Split
 from compress.tasks import get_task
 
 TEXT = get_task("text-classification")
@@ -89,3 +89,30 @@ def test_interleaved_latency_of_several_stages(
         b1 = figures["b1"]
         assert 0 < b1["p50_ms"] <= b1["p90_ms"] <= b1["p99_ms"]
         assert b1["throughput_per_s"] > 0
+
+
+def test_a_file_for_tensorrt_is_scored_as_its_graph_computes(
+    tiny_qdq: Artifact, tiny_dataset: Dataset
+) -> None:
+    """Its accuracy is the exact Q/DQ arithmetic's; this CPU's INT8 kernels' is a CPU figure."""
+    import onnxruntime as ort
+
+    from compress.benchmark.evaluate import evaluate
+    from compress.benchmark.runtimes import open_runtime, scored_exactly
+
+    variant = tiny_qdq.variants[0]
+    assert scored_exactly(variant)
+    result = benchmark_variant(
+        tiny_qdq, variant, tiny_dataset.test, SETTINGS, 32, False, task=TEXT, measure=False
+    )
+    assert "executed exactly" in result["accuracy_method"]
+    assert set(result["cpu_kernels"]) == {"accuracy", "macro_f1"}
+    exact = open_runtime(tiny_qdq, variant, 1, TEXT, exact=True)
+    try:
+        level = exact.session.get_session_options().graph_optimization_level  # type: ignore[attr-defined]
+        assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        tokenizer = TEXT.load_processor(tiny_qdq.path)
+        scores = evaluate(exact, tokenizer, tiny_dataset.test, 32, 64, False, TEXT)
+    finally:
+        exact.close()
+    assert result["accuracy"] == scores["accuracy"]
