@@ -9,7 +9,9 @@ report, so machine drift cancels out. Unless `--no-peers`, it also measures,
 with the same method, what a user gets in one line from the peer tools on the
 same fine-tuned model: Optimum's `ORTQuantizer` dynamic INT8 (avx512_vnni,
 per-channel) and NNCF's default `nncf.quantize` PTQ of its ONNX export.
-Results: bench/results/flagship.json and flagship.md.
+Results: bench/results/flagship-<cpu>.json and .md, one pair per kind of CPU
+(vendor and family, and the INT8 instruction set that decides INT8 speed:
+avx512_vnni or avx2), so figures from different CPUs never overwrite or mix.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def optimum_dynamic_int8(recipe_path: Path, out: Path) -> dict[str, Any]:
 
     recipe = load_recipe(recipe_path)
     folder = out / "peer-optimum"
+    shutil.rmtree(folder, ignore_errors=True)  # a re-check starts from a fresh export
     model = ORTModelForSequenceClassification.from_pretrained(out / "01-fine_tune", export=True)
     model.save_pretrained(folder)
     quantizer = ORTQuantizer.from_pretrained(folder)
@@ -151,6 +154,7 @@ def summarize(
         s for s in report["stages"] if s["variant"].startswith("int8") and s["target"] == "cpu"
     )
     vs = final["vs_original"]
+    qdq = next((s for s in report["stages"] if s["target"] == "tensorrt"), None)
     result: dict[str, Any] = {
         "original": {k: original[k] for k in ("stage", "accuracy", "size_bytes", "parameters")},
         "final": {
@@ -165,6 +169,15 @@ def summarize(
         "recipe_seconds": seconds,
         "method": report["method"],
     }
+    if qdq is not None:  # the file the Jetson bundle ships, scored as TensorRT computes it
+        result["tensorrt_form"] = {
+            "variant": qdq["variant"],
+            "accuracy": qdq["accuracy"],
+            "accuracy_method": qdq.get("accuracy_method"),
+            "cpu_kernels_accuracy": qdq.get("cpu_kernels", {}).get("accuracy"),
+            "accuracy_drop_points": -qdq["vs_original"]["accuracy_delta_points"],
+            "size_ratio": qdq["vs_original"]["size_ratio"],
+        }
     result["targets"] = {
         "size_ratio >= 8": result["size_ratio"] >= TARGETS["size_ratio"],
         "speedup_b1 >= 8": result["speedup_b1"] >= TARGETS["speedup_b1"],
@@ -210,6 +223,17 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| recipe wall time | {result['recipe_seconds']:.0f} s | <= 600 s | "
             f"{result['targets']['recipe <= 600 s']} |"
         )
+    qdq = result.get("tensorrt_form")
+    if qdq:
+        cpu = qdq["cpu_kernels_accuracy"]
+        kernels = f" This CPU's INT8 kernels score it {cpu:.4f}." if cpu is not None else ""
+        lines += [
+            "",
+            f"TensorRT-form file ({qdq['variant']}, what the Jetson bundle ships): accuracy "
+            f"{qdq['accuracy']:.4f}, {qdq['accuracy_drop_points']:.2f} pt below the original, "
+            f"{qdq['size_ratio']:.2f}x smaller; scored with the "
+            f"{qdq['accuracy_method'] or 'ONNX Runtime CPU kernels'}.{kernels}",
+        ]
     peer = result.get("peer_optimum_dynamic_int8")
     if peer:
         lines += [
@@ -229,13 +253,23 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"at b1, accuracy {nncf_peer['accuracy']:.4f}.",
         ]
     m = result["method"]
+    features = ", ".join(m.get("cpu_features") or []) or "instruction sets not recorded"
     lines += [
         "",
         f"Method: batch {m['batch_sizes']}, sequence {m['sequence_length']}, "
         f"{m['threads']} threads, {m['warmup']} warm-up + {m['repetitions']} timed runs, "
-        f"on {m['cpu']}, {m['date']}.",
+        f"on {m['cpu']} ({features}), {m['date']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def cpu_kind(method: dict[str, Any]) -> str:
+    """`intel-xeon-avx512_vnni`, `amd-epyc-avx2`, ...: the CPU family and its INT8 ISA."""
+    words = [w for w in str(method.get("cpu", "cpu")).replace("(R)", "").lower().split() if w]
+    family = "-".join(w for w in words[:2] if w.isalnum()) or "cpu"
+    features = method.get("cpu_features") or []
+    isa = next((f for f in ("avx512_vnni", "avx_vnni", "avx2", "asimddp") if f in features), "")
+    return f"{family}-{isa}" if isa else family
 
 
 def main() -> int:
@@ -246,16 +280,17 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip the peer tools")
     args = parser.parse_args()
     seconds = None if args.skip_run else run_recipe(args.recipe, args.out)
-    previous = RESULTS / "flagship.json"
+    report = json.loads((args.out / "report.json").read_text())
+    name = f"flagship-{cpu_kind(report['method'])}"
+    previous = RESULTS / f"{name}.json"
     if seconds is None and previous.is_file():  # the run's own wall time, measured when it ran
         seconds = json.loads(previous.read_text()).get("recipe_seconds")
-    report = json.loads((args.out / "report.json").read_text())
     peer = None if args.no_peers else optimum_dynamic_int8(args.recipe, args.out)
     nncf_peer = None if args.no_peers else nncf_default_ptq(args.recipe, args.out)
     result = summarize(report, seconds, peer, nncf_peer)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "flagship.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "flagship.md").write_text(to_markdown(result))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(to_markdown(result))
     print(to_markdown(result))
     return 0 if all(result["targets"].values()) else 1
 
