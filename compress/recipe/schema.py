@@ -67,16 +67,27 @@ class RecipeDoc(StrictOptions):
 
 @dataclass(frozen=True)
 class PassStep:
-    """One validated pass of a recipe."""
+    """One validated pass of a recipe.
+
+    `parent` is the index, in a run's results (0: the input model, k: the
+    k-th pass), of the step whose model this pass takes: the pass before it,
+    unless the recipe names another with `from:`.
+    """
 
     index: int
     name: str
     config: PassConfig
     info: PassInfo
+    parent: int = -1  # -1: the pass right before it (results[index])
 
     @property
     def folder(self) -> str:
         return step_folder(self.index, self.name)
+
+    @property
+    def source(self) -> int:
+        """Index in the run's results of the model this pass takes."""
+        return self.index if self.parent < 0 else self.parent
 
 
 @dataclass(frozen=True)

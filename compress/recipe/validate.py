@@ -31,6 +31,8 @@ KIND_NAMES: dict[str, str] = {
     "bundle": "a deployment bundle",
 }
 LOCAL_PREFIXES = ("/", "./", "../", "~")
+FROM = "from"  # a pass entry's second key: which earlier step's model it takes
+INPUT = "input"
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -73,7 +75,9 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
         raise _first_error(exc, (), fail) from None
     task = get_task(doc.task)
     doc = _with_sources(doc, data, task, file, fail)
-    steps = [_step(index, entry, doc, fail) for index, entry in enumerate(doc.passes)]
+    steps: list[PassStep] = []
+    for index, entry in enumerate(doc.passes):
+        steps.append(_step(index, entry, doc, fail, steps))
     _check_order(steps, task, fail)
     resolved = doc.model_dump(mode="json")
     resolved["name"] = doc.name or file.stem
@@ -81,7 +85,7 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
         local = file.parent / resolved[section]["source"]
         if not Path(resolved[section]["source"]).is_absolute() and local.exists():
             resolved[section]["source"] = str(local.resolve())
-    resolved["passes"] = [{s.name: s.config.model_dump(mode="json")} for s in steps]
+    resolved["passes"] = [_resolved_step(s, steps) for s in steps]
     return Recipe(doc=doc, steps=steps, file=file, resolved=copy.deepcopy(resolved))
 
 
@@ -116,17 +120,23 @@ def _with_sources(
     return doc
 
 
-def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail) -> PassStep:
-    """One entry of `passes:` as a validated step."""
+def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail, earlier: list[PassStep]) -> PassStep:
+    """One entry of `passes:` as a validated step (`earlier`: the steps before it)."""
     where: KeyPath = ("passes", index)
     options: Any
+    parent = -1
+    if isinstance(entry, dict) and FROM in entry and len(entry) == 2:
+        entry = dict(entry)
+        parent = _parent(entry.pop(FROM), earlier, (*where, FROM), fail)
     if isinstance(entry, str):
         name, options = entry, {}
     elif isinstance(entry, dict) and len(entry) == 1:
         name, options = next(iter(entry.items()))
         options = {} if options is None else options
     else:
-        raise fail("each pass is `name` or `name: {options}` (one key)", where)
+        raise fail(
+            "each pass is `name` or `name: {options}` (one key, and `from:` at the most)", where
+        )
     try:
         info = get_pass(name)
     except UserError as exc:
@@ -155,26 +165,53 @@ def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail) -> PassStep:
             raise fail(str(exc), (*where, name)) from None
     for missing in missing_backends(info, config):
         raise fail(str(missing), where)
-    return PassStep(index, name, config, info)
+    return PassStep(index, name, config, info, parent)
+
+
+def _parent(value: Any, earlier: list[PassStep], where: KeyPath, fail: Fail) -> int:
+    """The results index of the step `from:` names: `input`, an earlier pass, or its folder."""
+    if value == INPUT:
+        return 0
+    if not isinstance(value, str):
+        raise fail("must name an earlier pass, its step folder or 'input'", where)
+    named = [s for s in earlier if value in (s.name, s.folder)]
+    if len(named) > 1:
+        folders = ", ".join(s.folder for s in named)
+        raise fail(
+            f"'{value}' runs {len(named)} times before this pass", where, f"name one: {folders}"
+        )
+    if not named:
+        names = [*(s.name for s in earlier), INPUT]
+        hint = did_you_mean(value, names) or f"earlier: {', '.join(names)}"
+        raise fail(f"no pass '{value}' runs before this one", where, hint)
+    return named[0].index + 1
+
+
+def _resolved_step(step: PassStep, steps: list[PassStep]) -> dict[str, Any]:
+    entry: dict[str, Any] = {step.name: step.config.model_dump(mode="json")}
+    if step.source != step.index:
+        entry[FROM] = steps[step.source - 1].folder if step.source else INPUT
+    return entry
 
 
 def _check_order(steps: list[PassStep], task: Task, fail: Fail) -> None:
     """Each pass must receive the artifact kind it consumes, and what its input check wants."""
-    kind: ArtifactKind = "hf"
-    made_by: PassStep | None = None  # the step that turned the model into `kind`
-    previous: PassStep | None = None
+    kinds: list[ArtifactKind] = ["hf"]  # what each result is: the input model, then each pass
+    makers: list[PassStep | None] = [None]  # the step that turned the model into that kind
     for step in steps:
+        kind, made_by = kinds[step.source], makers[step.source]
+        previous = steps[step.source - 1] if step.source else None
         if kind not in step.info.accepts:
             needs = " or ".join(KIND_NAMES[k] for k in step.info.accepts)
             if made_by is not None:
                 hint = f"move it before '{made_by.name}'"
             else:
-                makers = [
+                producers = [
                     f"'{p.name}'"
                     for p in all_passes()
                     if p.produces in step.info.accepts and kind in p.accepts
                 ]
-                hint = f"add {' or '.join(makers)} before it"
+                hint = f"add {' or '.join(producers)} before it"
             raise fail(
                 f"'{step.name}' needs {needs} but gets {KIND_NAMES[kind]}",
                 ("passes", step.index),
@@ -185,9 +222,8 @@ def _check_order(steps: list[PassStep], task: Task, fail: Fail) -> None:
             problem = step.info.check_input(step.config, handed)
             if problem is not None:
                 raise fail(problem, ("passes", step.index, step.name))
-        if step.info.produces != kind:
-            kind, made_by = step.info.produces, step
-        previous = step
+        kinds.append(step.info.produces)
+        makers.append(step if step.info.produces != kind else made_by)
 
 
 def _first_error(exc: ValidationError, prefix: KeyPath, fail: Fail) -> RecipeError:

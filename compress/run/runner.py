@@ -103,7 +103,7 @@ def _run_locked(recipe: Recipe, run: RunFolder, progress: bool, report: bool) ->
             if report:
                 _report(recipe, results, data, run.path, progress)
         print(f"[{step.index + 1}/{total}] {step.name}")
-        results.append(run_step(recipe, step, results[-1], data, run, progress))
+        results.append(run_step(recipe, step, results[step.source], data, run, progress))
     if report and not packaging and main:
         _report(recipe, results, data, run.path, progress)
     return results

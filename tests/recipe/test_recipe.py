@@ -152,3 +152,45 @@ def test_a_local_source_that_does_not_exist_is_a_validation_error(tmp_path: Path
     (tmp_path / "data.csv").write_text("text,label\n")
     assert load_recipe(write(tmp_path, "data: {source: ./data.csv}\n"))
     assert load_recipe(write(tmp_path, "model: {source: bert-base-uncased}\n"))
+
+
+def test_from_names_the_step_whose_model_a_pass_takes(tmp_path: Path) -> None:
+    text = (
+        "passes:\n  - fine_tune\n  - export_onnx\n  - quantize: {targets: [cpu]}\n"
+        "  - distill: {layers: 2}\n    from: fine_tune\n  - export_onnx\n"
+        "  - fine_tune:\n    from: input\n"
+    )
+    recipe = load_recipe(write(tmp_path, text))
+    assert [s.source for s in recipe.steps] == [0, 1, 2, 1, 4, 0]
+    assert recipe.resolved["passes"][3] == {
+        "distill": recipe.steps[3].config.model_dump(mode="json"),
+        "from": "01-fine_tune",
+    }
+    assert recipe.resolved["passes"][5]["from"] == "input"
+    assert "from" not in recipe.resolved["passes"][4]  # the pass before it: said by no key
+    # a step folder names one of two passes of the same name
+    folder = text.replace("from: fine_tune", "from: 06-fine_tune").replace(
+        "  - fine_tune:\n    from: input\n", ""
+    )
+    assert "no pass '06-fine_tune'" in str(error_of(tmp_path, folder))
+
+
+def test_from_errors_name_the_line(tmp_path: Path) -> None:
+    base = "passes:\n  - fine_tune\n  - export_onnx\n  - distill:\n    from: {}\n"
+    err = error_of(tmp_path, base.format("fine_tun"))
+    assert err.line == 5 and err.key == "passes[2].from"
+    assert "no pass 'fine_tun' runs before this one" in str(err) and "fine_tune" in str(err)
+    assert "needs a Hugging Face model" in str(error_of(tmp_path, base.format("export_onnx")))
+    assert "must name an earlier pass" in str(error_of(tmp_path, base.format("[1]")))
+    twice = "passes:\n  - fine_tune\n  - fine_tune\n  - distill:\n    from: fine_tune\n"
+    err = error_of(tmp_path, twice)
+    assert "runs 2 times" in str(err) and "01-fine_tune, 02-fine_tune" in str(err)
+    assert load_recipe(write(tmp_path, twice.replace("from: fine_tune", "from: 02-fine_tune")))
+    later = "passes:\n  - fine_tune:\n    from: distill\n  - distill\n"
+    assert "no pass 'distill' runs before this one" in str(error_of(tmp_path, later))
+    # the order check follows the branch: tensorrt int8 after qat's branch, not quantize's
+    trt = (
+        "passes:\n  - export_onnx\n  - quantize: {targets: [cpu]}\n  - tensorrt:\n"
+        "    from: quantize\n"
+    )
+    assert "precision int8 builds the Q/DQ file" in str(error_of(tmp_path, trt))

@@ -138,3 +138,51 @@ def test_one_run_per_folder_and_a_reproduction_record(recipe_file: Path, tmp_pat
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot create the run folder"):
         run_recipe(recipe, blocker / "run", progress=False, report=False)
+
+
+BRANCHED = """\
+name: branched
+model:
+  source: {model}
+data:
+  source: data.csv
+  validation_size: 32
+  test_size: 32
+  max_length: 32
+passes:
+  - fine_tune: {{epochs: 1, batch_size: 16}}
+  - export_onnx: {{optimize: false}}
+  - quantize: {{targets: [cpu], calibration_samples: 16}}
+  - distill: {{layers: 2, epochs: 1, batch_size: 16}}
+    from: fine_tune
+  - export_onnx: {{optimize: false}}
+benchmark: {{batch_sizes: [1], sequence_length: 16, warmup: 1, repetitions: 5}}
+"""
+
+
+def test_a_pass_takes_the_model_of_the_step_its_from_names(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """One model feeds two branches: the INT8 file and a distilled student's export."""
+    write_labelled_csv(tmp_path, 160, 7)
+    path = tmp_path / "branched.yaml"
+    path.write_text(BRANCHED.format(model=tiny_model_dir))
+    recipe = load_recipe(path)
+    assert [s.source for s in recipe.steps] == [0, 1, 2, 1, 4]
+    assert recipe.resolved["passes"][3]["from"] == "01-fine_tune"
+    results = run_recipe(recipe, tmp_path / "run", progress=False)
+    fine_tune, distill = results[1], results[4]
+    assert distill.manifest["parent_key"] == fine_tune.artifact.key
+    assert results[5].manifest["parent_key"] == distill.artifact.key
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    steps = [s["step"] for s in report["stages"]]
+    assert steps == [
+        "01-fine_tune",
+        "02-export_onnx",
+        "03-quantize",
+        "04-distill",
+        "05-export_onnx",
+    ]
+    # the resolved recipe of the run reads back to the same branches
+    again = load_recipe(tmp_path / "run" / "recipe.resolved.yaml")
+    assert [s.source for s in again.steps] == [s.source for s in recipe.steps]
