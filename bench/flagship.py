@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -230,7 +231,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"TensorRT-form file ({qdq['variant']}, what the Jetson bundle ships): accuracy "
-            f"{qdq['accuracy']:.4f}, {qdq['accuracy_drop_points']:.2f} pt below the original, "
+            f"{qdq['accuracy']:.4f} ({-qdq['accuracy_drop_points']:+.2f} pt against the original), "
             f"{qdq['size_ratio']:.2f}x smaller; scored with the "
             f"{qdq['accuracy_method'] or 'ONNX Runtime CPU kernels'}.{kernels}",
         ]
@@ -288,6 +289,7 @@ def main() -> int:
     peer = None if args.no_peers else optimum_dynamic_int8(args.recipe, args.out)
     nncf_peer = None if args.no_peers else nncf_default_ptq(args.recipe, args.out)
     result = summarize(report, seconds, peer, nncf_peer)
+    result["method"]["recipe"] = os.path.relpath(args.recipe.resolve(), ROOT)  # no machine path
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(to_markdown(result))
