@@ -12,8 +12,8 @@ from compress.recipe import load_recipe
 from compress.run.runner import run_recipe
 from tests.conftest import write_labelled_csv
 
-RECIPE = """\
-name: tiny
+HEADER = """\
+name: {name}
 model:
   source: {model}
 data:
@@ -21,6 +21,10 @@ data:
   validation_size: 32
   test_size: 32
   max_length: 32
+"""
+RECIPE = (
+    HEADER.replace("{name}", "tiny")
+    + """\
 passes:
   - fine_tune: {{epochs: 1, batch_size: 16}}
   - distill: {{layers: 2, epochs: 1, batch_size: 16}}
@@ -32,6 +36,7 @@ benchmark:
   warmup: 1
   repetitions: 5
 """
+)
 
 
 @pytest.fixture()
@@ -140,15 +145,9 @@ def test_one_run_per_folder_and_a_reproduction_record(recipe_file: Path, tmp_pat
         run_recipe(recipe, blocker / "run", progress=False, report=False)
 
 
-BRANCHED = """\
-name: branched
-model:
-  source: {model}
-data:
-  source: data.csv
-  validation_size: 32
-  test_size: 32
-  max_length: 32
+BRANCHED = (
+    HEADER.replace("{name}", "branched")
+    + """\
 passes:
   - fine_tune: {{epochs: 1, batch_size: 16}}
   - export_onnx: {{optimize: false}}
@@ -158,6 +157,7 @@ passes:
   - export_onnx: {{optimize: false}}
 benchmark: {{batch_sizes: [1], sequence_length: 16, warmup: 1, repetitions: 5}}
 """
+)
 
 
 def test_a_pass_takes_the_model_of_the_step_its_from_names(
