@@ -125,8 +125,7 @@ def _add_bench_model(bench: Subparsers) -> None:
 
 
 def _add_tools(sub: Subparsers) -> None:
-    from compress.deploy.bundle import MODEL_CHOICES, PRECISION_CHOICES
-    from compress.deploy.devices import DEVICE_NAMES
+    from compress.deploy.devices import BUNDLE_MODELS, BUNDLE_PRECISIONS, DEVICE_NAMES
 
     lint = sub.add_parser(
         "lint-trt", help="check an ONNX model for TensorRT (no GPU needed); exit 3 on errors"
@@ -142,10 +141,10 @@ def _add_tools(sub: Subparsers) -> None:
     bundle.add_argument(
         "--model",
         default="auto",
-        choices=MODEL_CHOICES,
+        choices=BUNDLE_MODELS,
         help="ONNX file to ship (default: the TensorRT Q/DQ file on GPUs, else the FP32 export)",
     )
-    bundle.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
+    bundle.add_argument("--precision", default="auto", choices=BUNDLE_PRECISIONS)
     bundle.add_argument("--out", type=Path, help="bundle folder (default: RUN_DIR/bundle-TARGET)")
     doctor = sub.add_parser(
         "doctor", help="list the backends, devices and offline assets this machine can use"

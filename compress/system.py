@@ -10,6 +10,7 @@ one module, so every figure says where it was measured.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 from importlib import metadata
@@ -50,6 +51,7 @@ def package_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str]
     return out
 
 
+@functools.cache
 def _cpuinfo() -> list[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:

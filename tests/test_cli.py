@@ -69,3 +69,13 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_parser_loads_no_numpy_or_pydantic() -> None:
+    """Every command builds the parser first, `compress --help` included: it stays light."""
+    code = (
+        "import sys; from compress.cli import _parser; _parser();"
+        "print([m for m in ('numpy', 'pydantic', 'torch') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -22,12 +22,17 @@ def hash_json(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def sha256_file(path: Path) -> str:
-    """The full sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+def _update(digest: Any, path: Path) -> None:
+    """Feed a file's bytes to `digest`, 1 MiB at a time."""
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+
+
+def sha256_file(path: Path) -> str:
+    """The full sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    _update(digest, path)
     return digest.hexdigest()
 
 
@@ -37,9 +42,7 @@ def hash_files(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with file.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        _update(digest, file)
     return digest.hexdigest()[:16]
 
 

@@ -88,12 +88,7 @@ class RunFolder:
                     f"{written.get('manifest_version')}); run the recipe again"
                 )
             raise UserError(f"{where}: step did not finish; run the recipe again")
-        changed = step.changed_file()
-        if changed:
-            raise UserError(
-                f"{step.folder}: {changed} since the step wrote it; run the recipe again"
-            )
-        return step
+        return step.require_unchanged()
 
     def steps(self) -> list[StepResult]:
         """Every finished step, in folder order (`00-input` first)."""

@@ -27,7 +27,7 @@ from compress.artifacts.files import (
     write_json_atomic,
 )
 from compress.artifacts.model import Artifact
-from compress.errors import OutputError
+from compress.errors import OutputError, UserError
 
 MANIFEST_VERSION = 2  # 2: the manifest records every file's size and sha256
 
@@ -51,6 +51,15 @@ class StepResult:
     def changed_file(self) -> str | None:
         """The first file of the step that differs from what its manifest recorded, or None."""
         return changed_file(self.folder, self.manifest.get("files", {}))
+
+    def require_unchanged(self) -> StepResult:
+        """This step, or a `UserError` naming the first file that changed since it was written."""
+        changed = self.changed_file()
+        if changed:
+            raise UserError(
+                f"{self.folder}: {changed} since the step wrote it; run the recipe again"
+            )
+        return self
 
 
 def read_manifest(step_dir: Path) -> dict[str, Any] | None:

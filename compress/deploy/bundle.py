@@ -45,8 +45,6 @@ PREPROCESSING = (
     "vocab.txt",
 )
 SCRIPTS = Path(__file__).parent / "scripts"
-MODEL_CHOICES = ("auto", "tensorrt", "cpu", "fp32")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -133,9 +131,7 @@ def make_bundle(
     recipe = run.recipe()
     steps = run.steps()
     step, variant = pick_model(steps, spec.model, device)
-    changed = step.changed_file()
-    if changed:
-        raise UserError(f"{step.folder}: {changed} since the step wrote it; run the recipe again")
+    step.require_unchanged()
     precision = engine_precision(spec.precision, variant, device)
     task = str(recipe["task"])
     max_length = int(recipe["data"]["max_length"])

@@ -106,6 +106,9 @@ DEVICES: dict[str, Device] = {
 
 
 DEVICE_NAMES: tuple[str, ...] = tuple(DEVICES)
+# What a bundle may ship (`bundle.model`) and build on the device (`bundle.precision`).
+BUNDLE_MODELS = ("auto", "tensorrt", "cpu", "fp32")
+BUNDLE_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 def get_device(name: str) -> Device:

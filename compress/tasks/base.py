@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `compress.tasks` is read by the CLI's parser: no numpy or torch at import
+    import numpy as np
     import torch
 
 
