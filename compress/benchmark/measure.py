@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from time import perf_counter
 from typing import Any
@@ -20,6 +20,8 @@ class LatencyStats:
     mean_ms: float
     std_ms: float
     repetitions: int
+    round_p50_ms: tuple[float, ...] = ()
+    """p50 of each interleaved round (`measure_interleaved`), in round order"""
 
     def throughput(self, batch_size: int) -> float:
         """Examples per second at this batch size (from the mean latency)."""
@@ -76,20 +78,35 @@ def measure_interleaved(
         for _ in range(warmup):
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
+    per_round: dict[str, list[float]] = {name: [] for name in names}
     rounds = -(-repetitions // block)
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             for _ in range(settle):
                 fns[name]()
+            this_round = []
             for _ in range(min(block, repetitions - len(times[name]))):
                 start = perf_counter()
                 fns[name]()
-                times[name].append(perf_counter() - start)
-    return {name: _stats(np.asarray(t) * 1000.0, repetitions) for name, t in times.items()}
+                this_round.append(perf_counter() - start)
+            times[name] += this_round
+            per_round[name].append(float(np.median(this_round)) * 1000.0)
+    return {
+        name: _stats(np.asarray(t) * 1000.0, repetitions, tuple(per_round[name]))
+        for name, t in times.items()
+    }
 
 
-def _stats(ms: np.ndarray, repetitions: int) -> LatencyStats:
+def round_ratios(reference: Sequence[float], mine: Sequence[float]) -> list[float]:
+    """`reference / mine` round by round (a speedup per round); empty unless both were
+    timed in the same interleaved rounds."""
+    if len(reference) != len(mine) or len(reference) < 2:
+        return []
+    return [r / m for r, m in zip(reference, mine, strict=True) if m > 0]
+
+
+def _stats(ms: np.ndarray, repetitions: int, rounds: tuple[float, ...] = ()) -> LatencyStats:
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return LatencyStats(
         p50_ms=float(p50),
@@ -98,4 +115,5 @@ def _stats(ms: np.ndarray, repetitions: int) -> LatencyStats:
         mean_ms=float(ms.mean()),
         std_ms=float(ms.std(ddof=1)) if repetitions > 1 else 0.0,
         repetitions=repetitions,
+        round_p50_ms=rounds,
     )

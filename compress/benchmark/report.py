@@ -15,6 +15,7 @@ from compress.artifacts import write_json_atomic
 from compress.artifacts.run_folder import REPORT_FILES, REPORT_VERSION, load_report
 from compress.benchmark.sanity import warnings
 from compress.benchmark.settings import BenchmarkSettings
+from compress.benchmark.versus import compare
 from compress.errors import UserError
 from compress.system import cpu_features, cpu_model, package_versions
 
@@ -39,45 +40,6 @@ def method_info(settings: BenchmarkSettings, max_length: int | None = None) -> d
         "platform": platform.platform(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _ratio(numerator: Any, denominator: Any) -> float | None:
-    if not isinstance(numerator, int | float) or not isinstance(denominator, int | float):
-        return None
-    return float(numerator) / float(denominator) if denominator else None
-
-
-def _points(value: Any, reference: Any) -> float | None:
-    if not isinstance(value, int | float) or not isinstance(reference, int | float):
-        return None
-    return (float(value) - float(reference)) * 100.0
-
-
-def compare(stage: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
-    """`stage` against `original`: ratios above 1 mean smaller, fewer or faster."""
-    speedup = {}
-    for key, ref in original.get("latency", {}).items():
-        mine = stage.get("latency", {}).get(key)
-        if mine is not None:
-            speedup[key] = _ratio(ref.get("p50_ms"), mine.get("p50_ms"))
-    result: dict[str, Any] = {
-        "size_ratio": _ratio(original.get("size_bytes"), stage.get("size_bytes")),
-        "parameter_ratio": _ratio(original.get("parameters"), stage.get("parameters")),
-        "speedup": speedup,
-        "accuracy_delta_points": _points(stage.get("accuracy"), original.get("accuracy")),
-        "macro_f1_delta_points": _points(stage.get("macro_f1"), original.get("macro_f1")),
-    }
-    flops = _ratio(original.get("macs_per_token"), stage.get("macs_per_token"))
-    if flops is None:
-        flops = _ratio(original.get("macs_per_example"), stage.get("macs_per_example"))
-    if flops is not None:
-        # Honest speedup accounting: how much of the FLOPs cut shows up as measured speed.
-        result["flops_ratio"] = flops
-        result["speedup_per_flops"] = {k: _ratio(v, flops) for k, v in speedup.items()}
-    ours, theirs = stage.get("predictions"), original.get("predictions")
-    if ours is not None and theirs is not None and len(ours) == len(theirs) and ours:
-        result["agreement"] = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
-    return result
 
 
 def build_report(
@@ -158,11 +120,20 @@ def _row(report: dict[str, Any], stage: dict[str, Any], first: bool) -> dict[str
         "size": _num(stage.get("size_bytes"), ".1f", 1e-6),
         "params": _num(stage.get("parameters"), ".2f", 1e-6),
         "smaller": _num(vs.get("size_ratio"), ".2f", suffix="×"),
-        "faster": _num(vs.get("speedup", {}).get(small), ".2f", suffix="×"),
+        "faster": _faster(vs, small, spread=not first),
         "agree": "—" if first else _num(vs.get("agreement"), ".2f", 100, "%"),
         "flops": _num(vs.get("flops_ratio"), ".2f", suffix="×"),
         "per_flops": _num(vs.get("speedup_per_flops", {}).get(large), ".2f"),
     }
+
+
+def _faster(vs: dict[str, Any], batch: str, spread: bool = True) -> str:
+    """`5.15×`, or `5.15× (4.90–5.40)` with the min and max over the interleaved rounds."""
+    cell = _num(vs.get("speedup", {}).get(batch), ".2f", suffix="×")
+    rounds = vs.get("speedup_rounds", {}).get(batch)
+    if spread and rounds and cell != "—":
+        cell += f" ({rounds['min']:.2f}–{rounds['max']:.2f})"
+    return cell
 
 
 def _headers(report: dict[str, Any]) -> dict[str, str]:
@@ -293,9 +264,14 @@ def _method_text(report: dict[str, Any]) -> str:
         f"(percentiles of single calls; throughput from the mean). Every runtime uses "
         f"{m.get('threads', '?')} intra-op thread(s) and 1 inter-op thread on "
         f"{_cpu_text(m)}. Accuracy and macro-F1 on {samples} test "
-        f"examples (dynamic padding); agreement is the share of test examples on which a stage "
+        f"examples, in batches of {m.get('eval_batch_size', '?')} padded to their longest "
+        f"example; dynamic INT8 files one example at a time, as they are served (their "
+        f"activation scales come from the whole batch, padding included); agreement is "
+        f"the share of test examples on which a stage "
         f"predicts the original's label. Size is the weight files on disk in MB (10^6 bytes); "
-        f"×smaller is original size / stage size and ×faster is original p50 / stage p50; "
+        f"×smaller is original size / stage size and ×faster is original p50 / stage p50 "
+        f"(the median over the interleaved rounds of the per-round ratio, the rounds' min–max "
+        f"in brackets); "
         f"Δacc is in percentage points. Software: {runtimes}. Date: {m.get('date', '?')}."
         + (f" Stages were timed {m['latency_schedule']}." if m.get("latency_schedule") else "")
         + _majority_text(m)

@@ -262,3 +262,30 @@ def _onnx_int64() -> int:
     import onnx
 
     return int(onnx.TensorProto.INT64)
+
+
+DYNAMIC_INT8_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul"})
+"""Operators that quantize activations with scales computed from the input itself."""
+
+
+def scored_one_by_one(artifact: Artifact, variant: Variant) -> bool:
+    """Whether `variant` is dynamic INT8, scored one example at a time, as it is served.
+
+    Dynamic INT8 computes each activation's scale from the whole input
+    tensor, padding included, so a text's prediction depends on the other
+    texts of its batch and on the padding they add: a batch of 64 padded to its
+    longest text can score a different accuracy than the same file answering
+    one request at a time. Online CPU serving answers one request at a time
+    (batch 1, no padding), so the figure reported is that one.
+    """
+    if variant.runtime != "onnxruntime" or variant.precision != "int8":
+        return False
+    return dynamic_int8_file(artifact.file(variant))
+
+
+def dynamic_int8_file(path: Path) -> bool:
+    """Whether the ONNX file at `path` quantizes activations on the fly (dynamic INT8)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type in DYNAMIC_INT8_OPS for node in graph.node)

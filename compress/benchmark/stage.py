@@ -14,6 +14,7 @@ from compress.benchmark.runtimes import (
     model_size_bytes,
     open_runtime,
     scored_exactly,
+    scored_one_by_one,
 )
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Split
@@ -64,12 +65,15 @@ def benchmark_variant(
         finally:
             exact.close()
         extra["accuracy_method"] = EXACT_METHOD
+    eval_batch = settings.eval_batch_size
+    if scored_one_by_one(artifact, variant):
+        eval_batch = extra["eval_batch_size"] = 1
     runtime = open_runtime(artifact, variant, settings.threads, task)
     try:
-        scores = evaluate(
-            runtime, processor, scored, max_length, settings.eval_batch_size, progress, task
-        )
-        if extra:  # the fused kernels' figures are this CPU's, the exact ones the file's
+        scores = evaluate(runtime, processor, scored, max_length, eval_batch, progress, task)
+        if (
+            "accuracy_method" in extra
+        ):  # the fused kernels' figures are this CPU's, the exact ones the file's
             extra["cpu_kernels"] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
             scores = exact_scores
         latency: dict[str, dict[str, float]] = {}
@@ -96,9 +100,9 @@ def benchmark_variant(
     return result
 
 
-def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, float]:
+def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, Any]:
     """The JSON form of one batch size's latency figures."""
-    return {
+    entry: dict[str, Any] = {
         "p50_ms": stats.p50_ms,
         "p90_ms": stats.p90_ms,
         "p99_ms": stats.p99_ms,
@@ -106,6 +110,9 @@ def latency_entry(stats: LatencyStats, batch_size: int) -> dict[str, float]:
         "std_ms": stats.std_ms,
         "throughput_per_s": stats.throughput(batch_size),
     }
+    if stats.round_p50_ms:
+        entry["round_p50_ms"] = list(stats.round_p50_ms)
+    return entry
 
 
 def interleaved_latency(
@@ -113,7 +120,7 @@ def interleaved_latency(
     inputs: Sequence[Any],
     settings: BenchmarkSettings,
     task: Task,
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Latency of every stage, timed interleaved at each batch size (label -> batch -> figures).
 
     All runtimes are open at once and take turns in blocks of calls
@@ -127,7 +134,7 @@ def interleaved_latency(
                 load_processor(artifact, task),
                 open_runtime(artifact, variant, settings.threads, task),
             )
-        out: dict[str, dict[str, dict[str, float]]] = {label: {} for label in stages}
+        out: dict[str, dict[str, dict[str, Any]]] = {label: {} for label in stages}
         for batch_size in settings.batch_sizes:
             calls: dict[str, Callable[[], object]] = {}
             for label, (processor, runtime) in runtimes.items():

@@ -25,12 +25,18 @@ def save_output(model: Any, processor: Any, ctx: PassContext) -> Artifact:
 
 
 def onnx_validation_accuracy(
-    ctx: PassContext, processor: Any, file: Path, exact: bool = False, log: bool = True
+    ctx: PassContext,
+    processor: Any,
+    file: Path,
+    exact: bool = False,
+    log: bool = True,
+    batch_size: int = 64,
 ) -> float:
     """Validation accuracy of an ONNX file (ONNX Runtime, CPU): a drop shows where it happens.
 
     `exact` runs a Q/DQ file as its graph computes (see `OrtRuntime`): how a
-    file for TensorRT is scored, the same on every CPU.
+    file for TensorRT is scored, the same on every CPU. Dynamic INT8 files are
+    scored at `batch_size` 1, as served (see `scored_one_by_one`).
     """
     from compress.benchmark.evaluate import evaluate
     from compress.benchmark.runtimes import OrtRuntime
@@ -38,7 +44,7 @@ def onnx_validation_accuracy(
     runtime = OrtRuntime(file, threads=0, exact=exact)
     try:
         scores = evaluate(
-            runtime, processor, ctx.data.validation, ctx.max_length, 64, False, ctx.task
+            runtime, processor, ctx.data.validation, ctx.max_length, batch_size, False, ctx.task
         )
     finally:
         runtime.close()

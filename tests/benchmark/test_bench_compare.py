@@ -61,7 +61,7 @@ def test_each_kind_of_regression_is_caught(baseline: dict[str, Any]) -> None:
     int8["size_bytes"] = 120  # 20% bigger
     assert failed(compare_reports(baseline, current, Thresholds())) == {
         ("int8:v", "accuracy"),
-        ("int8:v", "b8 p50 / original p50"),
+        ("int8:v", "b8 latency / original"),
         ("int8:v", "size_bytes"),
     }
     loose = Thresholds(max_accuracy_drop=1.5, max_latency_regression=1.5, max_size_growth=1.25)
@@ -108,3 +108,30 @@ def test_committed_baseline_is_a_valid_report() -> None:
     assert report["stages"][0]["stage"] == "fine_tune"
     checks = compare_reports(report, report, Thresholds())
     assert len(checks) > 10 and not failed(checks)
+
+
+def _with_rounds(stage: dict[str, Any], rounds: list[float]) -> None:
+    """A stage whose b1 was timed in interleaved rounds with the original (speedup per round)."""
+    stage.setdefault("vs_original", {})["speedup"] = {"b1": sorted(rounds)[len(rounds) // 2]}
+    stage["vs_original"]["speedup_rounds"] = {
+        "b1": {"min": min(rounds), "max": max(rounds), "rounds": len(rounds)}
+    }
+
+
+def test_latency_gate_uses_the_median_of_rounds(baseline: dict[str, Any]) -> None:
+    _with_rounds(baseline["stages"][1], [10.0, 10.0, 10.0, 10.0, 10.0])
+    noisy = copy.deepcopy(baseline)
+    # two disturbed rounds, the median round as fast as the baseline: not a regression,
+    # although a pooled p50 taken from the disturbed runs would say so
+    noisy["stages"][1]["latency"]["b1"]["p50_ms"] = 4.0
+    _with_rounds(noisy["stages"][1], [4.0, 6.0, 10.0, 10.0, 11.0])
+    checks = [
+        c for c in compare_reports(baseline, noisy, Thresholds()) if c.metric.startswith("b1")
+    ]
+    assert len(checks) == 1 and checks[0].passed and "rounds" in checks[0].limit
+    slower = copy.deepcopy(baseline)
+    # most rounds 40% slower relative to the original, one lucky round as fast as before
+    _with_rounds(slower["stages"][1], [6.0, 6.0, 6.0, 7.0, 10.0])
+    assert ("int8:v", "b1 latency / original") in failed(
+        compare_reports(baseline, slower, Thresholds())
+    )

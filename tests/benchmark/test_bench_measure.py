@@ -48,7 +48,9 @@ def test_measure_latency_real_clock_orders_percentiles() -> None:
         "mean_ms",
         "std_ms",
         "repetitions",
+        "round_p50_ms",
     }
+    assert stats.round_p50_ms == ()  # one function timed alone has no interleaved rounds
 
 
 def test_measure_latency_rejects_bad_counts() -> None:
@@ -70,3 +72,18 @@ def test_measure_interleaved_blocks_rotate_and_count() -> None:
     assert "".join(calls[2:]) == "aaabbb" + "bbbaaa" + "aabb"
     with pytest.raises(ValueError):
         measure_interleaved(fns, warmup=0, repetitions=0)
+
+
+def test_measure_interleaved_keeps_each_rounds_p50(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compress.benchmark.measure import measure_interleaved, round_ratios
+
+    # timed calls in schedule order: round 0 a a b b, round 1 b b a a, round 2 a b
+    ticks = _clock([1, 3, 2, 2, 4, 4, 5, 7, 9, 8])
+    monkeypatch.setattr(measure, "perf_counter", lambda: next(ticks))
+    stats = measure_interleaved({"a": lambda: None, "b": lambda: None}, 0, 5, block=2, settle=0)
+    assert stats["a"].round_p50_ms == pytest.approx((2.0, 6.0, 9.0))
+    assert stats["b"].round_p50_ms == pytest.approx((2.0, 4.0, 8.0))
+    assert round_ratios(stats["a"].round_p50_ms, stats["b"].round_p50_ms) == pytest.approx(
+        [1.0, 1.5, 1.125]
+    )
+    assert round_ratios([1.0, 2.0], [1.0]) == []  # not timed in the same rounds

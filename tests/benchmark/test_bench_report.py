@@ -201,3 +201,18 @@ def test_markdown_names_the_layers_with_the_largest_int8_error(
     text = render_markdown(build_report(stages, method))
     assert "## Layers with the largest INT8 error" in text
     assert "`/layer.2/MatMul` (0.415), `/pooler/Gemm` (0.170)" in text
+
+
+def test_speedup_is_the_median_of_interleaved_rounds(
+    stages: list[dict[str, Any]], method: dict[str, Any]
+) -> None:
+    original, int8 = stages[0], stages[1]
+    original["latency"]["b1"]["round_p50_ms"] = [10.0, 10.0, 10.0, 10.0, 30.0]
+    int8["latency"]["b1"]["round_p50_ms"] = [2.5, 2.0, 5.0, 2.5, 3.0]  # ratios 4, 5, 2, 4, 10
+    report = build_report(stages, method)
+    vs = report["stages"][1]["vs_original"]
+    assert vs["speedup"]["b1"] == pytest.approx(4.0)
+    assert vs["speedup_rounds"]["b1"] == {"min": 2.0, "max": 10.0, "rounds": 5}
+    assert vs["speedup"]["b8"] == pytest.approx(4.0)  # no rounds: the ratio of the p50s
+    assert "b8" not in vs["speedup_rounds"]
+    assert "4.00× (2.00–10.00)" in render_markdown(report)

@@ -25,6 +25,7 @@ def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Sp
     result = benchmark_variant(
         artifact, variant, split, SETTINGS, max_length=32, progress=False, task=TEXT
     )
+    one_by_one = {"eval_batch_size"} if which == "int8_artifact" else set()  # dynamic INT8
     assert set(result) == {
         "runtime",
         "precision",
@@ -35,6 +36,7 @@ def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Sp
         "latency",
         "size_bytes",
         "parameters",
+        *one_by_one,
     }
     assert (result["runtime"], result["precision"], result["target"]) == (
         variant.runtime,
@@ -116,3 +118,26 @@ def test_a_file_for_tensorrt_is_scored_as_its_graph_computes(
     finally:
         exact.close()
     assert result["accuracy"] == scores["accuracy"]
+
+
+def test_dynamic_int8_is_scored_one_example_at_a_time(
+    int8_artifact: Artifact, onnx_artifact: Artifact, split: Split
+) -> None:
+    """Its activation scales depend on the batch and its padding: scored as served, alone."""
+    from compress.benchmark.evaluate import evaluate
+    from compress.benchmark.runtimes import open_runtime, scored_one_by_one
+
+    variant = int8_artifact.variants[0]
+    assert scored_one_by_one(int8_artifact, variant)
+    assert not scored_one_by_one(onnx_artifact, onnx_artifact.variants[0])
+    result = benchmark_variant(
+        int8_artifact, variant, split, SETTINGS, 32, False, task=TEXT, measure=False
+    )
+    assert result["eval_batch_size"] == 1 and "accuracy_method" not in result
+    runtime = open_runtime(int8_artifact, variant, 1, TEXT)
+    try:
+        tokenizer = TEXT.load_processor(int8_artifact.path)
+        alone = evaluate(runtime, tokenizer, split, 32, 1, False, TEXT)
+    finally:
+        runtime.close()
+    assert result["accuracy"] == alone["accuracy"] and result["macro_f1"] == alone["macro_f1"]
