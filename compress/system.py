@@ -77,6 +77,13 @@ def cpu_features() -> list[str]:
     return []
 
 
+def int8_saturates() -> bool:
+    """Whether this CPU's INT8 kernels can saturate: x86 with AVX2 but no VNNI, where
+    ONNX Runtime's U8S8 kernels add pairs of products in 16 bits (VPMADDUBSW)."""
+    features = set(cpu_features())
+    return "avx2" in features and not features & {"avx512_vnni", "avx_vnni"}
+
+
 def machine_info() -> dict[str, Any]:
     """Python, OS, CPU (model, instruction sets), cores and memory of this machine."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

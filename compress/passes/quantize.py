@@ -7,7 +7,12 @@ target:
   (default; weights INT8, activations quantized on the fly, the fastest on
   x86 with VNNI) or `static` (calibrated QDQ, U8 activations / S8 weights).
   Dynamic INT8 is built from the export's `cpu` graph (ONNX Runtime fusions)
-  when there is one; static INT8 from the portable graph.
+  when there is one; static INT8 from the portable graph. On x86 CPUs with
+  AVX2 but no VNNI, ONNX Runtime's U8S8 kernels add pairs of products in 16
+  bits and can saturate; `reduce_range` (7-bit weights) avoids it. Its
+  default, `auto`, turns it on where the building CPU is such a CPU: build on
+  the kind of CPU the file will run on, or set it to true for files that must
+  run on both kinds.
 - `tensorrt`: `model_int8_qdq.onnx`, symmetric S8S8 Q/DQ with per-channel
   weights and zero points 0, on MatMul/Gemm/Conv only and with float biases: the
   explicit-quantization form NVIDIA's ONNX parser accepts. Built from the
@@ -30,7 +35,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
-from compress.benchmark.runtimes import scored_exactly
+from compress.benchmark.runtimes import dynamic_int8_file, scored_exactly
 from compress.errors import PassFailed
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
 from compress.passes.calibration import CalibrationConfig, calibration_feeds
@@ -53,6 +58,11 @@ class QuantizeConfig(CalibrationConfig):
     method: Method = Field("minmax", description="calibration method for static INT8")
     percentile: float = Field(99.999, gt=90, le=100, description="for method: percentile")
     per_channel: bool = Field(True, description="per-output-channel weight scales")
+    reduce_range: bool | Literal["auto"] = Field(
+        "auto",
+        description="cpu: 7-bit weights, so that x86 CPUs without VNNI (AVX2 only) cannot "
+        "saturate their INT8 sums; auto: on where the building CPU is such a CPU",
+    )
     exclude: RegexList = Field(
         [], description="regexes of ONNX node names kept in float (e.g. '.*classifier.*')"
     )
@@ -93,6 +103,8 @@ class QuantizeConfig(CalibrationConfig):
                 "backend nncf writes calibrated Q/DQ only: set cpu_mode: static, "
                 "or targets: [tensorrt]"
             )
+        if self.backend == "nncf" and self.reduce_range is True:
+            raise ValueError("reduce_range is an ONNX Runtime option: use backend: ort")
         if self.backend == "ort" and self.smooth_quant_alpha is not None:
             raise ValueError("smooth_quant_alpha needs backend: nncf")
         if self.backend == "nncf" and self.method != "minmax":
@@ -108,6 +120,7 @@ def _static(
     tensorrt: bool,
     keep_float: list[str],
     transformer: bool,
+    reduce_range: bool = False,
 ) -> None:
     """Calibrated Q/DQ INT8 of `source` (symmetric S8S8 for TensorRT), `keep_float` nodes float."""
     excluded = sorted({*matching_nodes(source, cfg.exclude), *keep_float})
@@ -136,7 +149,26 @@ def _static(
         per_channel=cfg.per_channel,
         tensorrt=tensorrt,
         excluded=excluded,
+        reduce_range=reduce_range,
     )
+
+
+def _reduce_range(cfg: QuantizeConfig, ctx: PassContext) -> bool:
+    """`reduce_range` resolved for this machine, and recorded in the manifest with why."""
+    from compress.system import int8_saturates
+
+    if cfg.reduce_range != "auto":
+        value, why = cfg.reduce_range, "set in the recipe"
+    else:
+        value = int8_saturates()
+        why = (
+            "auto: this CPU has AVX2 without VNNI, whose U8S8 INT8 kernels can saturate"
+            if value
+            else "auto: this CPU's INT8 kernels do not saturate (VNNI, or not x86 AVX2)"
+        )
+    ctx.log(f"cpu INT8 weights: {'7' if value else '8'} bits ({why})")
+    ctx.metrics["reduce_range"] = {"value": value, "why": why}
+    return value
 
 
 def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
@@ -154,6 +186,7 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
     variants: list[Variant] = []
     budget = _Budget(cfg, ctx, processor) if cfg.max_accuracy_drop is not None else None
     feeds: list[Any] | None = None
+    reduce = "cpu" in cfg.targets and cfg.backend == "ort" and _reduce_range(cfg, ctx)
     for target in cfg.targets:
         # Dynamic INT8 runs best on ONNX Runtime's fused graph; calibrated Q/DQ needs the
         # plain operators (ONNX Runtime fuses Q/DQ itself at load time, TensorRT parses them).
@@ -163,7 +196,13 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             out = ctx.work_dir / "model_int8_cpu.onnx"
             ctx.log(f"INT8 dynamic for cpu from {source.name}")
             excluded = matching_nodes(source, cfg.exclude)
-            dynamic_int8(source, out, per_channel=cfg.per_channel, excluded=excluded)
+            dynamic_int8(
+                source,
+                out,
+                per_channel=cfg.per_channel,
+                excluded=excluded,
+                reduce_range=reduce,
+            )
             if budget is not None:
                 budget.check_only(source, out)
             variants.append(Variant("int8-dynamic", "onnxruntime", "int8", "cpu", out.name))
@@ -185,7 +224,9 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             tensorrt: bool = tensorrt,
             transformer: bool = transformer,
         ) -> Path:
-            _static(source, out, cfg, reader, tensorrt, keep_float, transformer)
+            _static(
+                source, out, cfg, reader, tensorrt, keep_float, transformer, reduce and not tensorrt
+            )
             return out
 
         build([])
@@ -202,7 +243,11 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
     ctx.metrics["validation_accuracy"] = {
         str(v.file): onnx_validation_accuracy(
-            ctx, processor, ctx.work_dir / str(v.file), exact=scored_exactly(v)
+            ctx,
+            processor,
+            ctx.work_dir / str(v.file),
+            exact=scored_exactly(v),
+            batch_size=1 if dynamic_int8_file(ctx.work_dir / str(v.file)) else 64,
         )
         for v in variants
     }
@@ -235,17 +280,26 @@ class _Budget:
         self.cfg, self.ctx, self.processor = cfg, ctx, processor
         self.reference: dict[Path, float] = {}
 
-    def _accuracy(self, file: Path, exact: bool = False) -> float:
-        return onnx_validation_accuracy(self.ctx, self.processor, file, exact=exact, log=False)
+    def _accuracy(self, file: Path, exact: bool = False, one_by_one: bool = False) -> float:
+        return onnx_validation_accuracy(
+            self.ctx,
+            self.processor,
+            file,
+            exact=exact,
+            log=False,
+            batch_size=1 if one_by_one else 64,
+        )
 
-    def _drop(self, source: Path, out: Path, exact: bool = False) -> tuple[float, float]:
+    def _drop(
+        self, source: Path, out: Path, exact: bool = False, one_by_one: bool = False
+    ) -> tuple[float, float]:
         if source not in self.reference:
             self.reference[source] = self._accuracy(source)
-        accuracy = self._accuracy(out, exact)
+        accuracy = self._accuracy(out, exact, one_by_one)
         return accuracy, 100 * (self.reference[source] - accuracy)
 
     def check_only(self, source: Path, out: Path) -> None:
-        accuracy, drop = self._drop(source, out)
+        accuracy, drop = self._drop(source, out, one_by_one=True)  # dynamic INT8, as served
         within = drop <= float(self.cfg.max_accuracy_drop or 0)
         self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = {
             "fp32_accuracy": self.reference[source],

@@ -78,8 +78,13 @@ def static_qdq(
     per_channel: bool,
     tensorrt: bool,
     excluded: list[str],
+    reduce_range: bool = False,
 ) -> None:
-    """Calibrated Q/DQ INT8 of `source` into `target`; `excluded` nodes stay float."""
+    """Calibrated Q/DQ INT8 of `source` into `target`; `excluded` nodes stay float.
+
+    `reduce_range` quantizes weights to 7 bits, so that x86 CPUs without VNNI
+    (whose U8S8 kernels add pairs of products in 16 bits) cannot saturate.
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     extra: dict[str, object] = {"CalibPercentile": percentile}
@@ -97,6 +102,7 @@ def static_qdq(
             activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range and not tensorrt,
             calibrate_method=_calibration_method(method),
             nodes_to_exclude=excluded,
             extra_options=extra,
@@ -109,8 +115,16 @@ def static_qdq(
         ) from None
 
 
-def dynamic_int8(source: Path, target: Path, *, per_channel: bool, excluded: list[str]) -> None:
-    """Weight-only INT8 of `source`, activations quantized on the fly, into `target`."""
+def dynamic_int8(
+    source: Path,
+    target: Path,
+    *,
+    per_channel: bool,
+    excluded: list[str],
+    reduce_range: bool = False,
+) -> None:
+    """Weight-only INT8 of `source`, activations quantized on the fly, into `target`
+    (`reduce_range`: 7-bit weights, see `static_qdq`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -119,6 +133,7 @@ def dynamic_int8(source: Path, target: Path, *, per_channel: bool, excluded: lis
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=per_channel,
+        reduce_range=reduce_range,
         nodes_to_exclude=excluded,
         # fused ONNX Runtime ops defeat shape inference; their outputs are float
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},

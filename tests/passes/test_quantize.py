@@ -228,3 +228,58 @@ def test_backend_options_are_validated() -> None:
     with pytest.raises(ValueError, match="needs backend: nncf"):
         QuantizeConfig(smooth_quant_alpha=0.5)
     assert QuantizeConfig(backend="nncf", targets=["tensorrt"], smooth_quant_alpha=0.5)
+    with pytest.raises(ValueError, match="reduce_range is an ONNX Runtime option"):
+        QuantizeConfig(backend="nncf", targets=["tensorrt"], reduce_range=True)
+
+
+def _int8_weight_range(path: Path) -> tuple[int, int]:
+    """The smallest and largest value of the file's INT8 weight initializers."""
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    weights = [a for a in arrays if a.dtype == np.int8 and a.size > 64]
+    assert weights
+    return min(int(a.min()) for a in weights), max(int(a.max()) for a in weights)
+
+
+@pytest.mark.parametrize("cpu_mode", ["dynamic", "static"])
+def test_reduce_range_auto_follows_the_cpu(
+    onnx_input: Artifact,
+    tiny_dataset: Dataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cpu_mode: str,
+) -> None:
+    import compress.system
+
+    cfg = QuantizeConfig(targets=["cpu"], cpu_mode=cpu_mode, calibration_samples=16)  # type: ignore[arg-type]
+    assert cfg.reduce_range == "auto"
+    for saturates in (True, False):
+        monkeypatch.setattr(compress.system, "int8_saturates", lambda s=saturates: s)
+        (tmp_path / str(saturates)).mkdir()
+        ctx = _ctx(tmp_path / str(saturates), tiny_dataset)
+        apply(onnx_input, cfg, ctx)
+        assert ctx.metrics["reduce_range"]["value"] is saturates
+        assert ctx.metrics["reduce_range"]["why"].startswith("auto")
+        low, high = _int8_weight_range(tmp_path / str(saturates) / "model_int8_cpu.onnx")
+        if saturates:  # 7-bit weights: a pair of u8 x s8 products fits in 16 bits (2*255*64)
+            assert low >= -64 and high <= 64
+        else:
+            assert high - low > 127
+    (tmp_path / "set").mkdir()
+    ctx = _ctx(tmp_path / "set", tiny_dataset)
+    apply(onnx_input, cfg.model_copy(update={"reduce_range": True}), ctx)
+    assert ctx.metrics["reduce_range"] == {"value": True, "why": "set in the recipe"}
+
+
+def test_int8_saturates_only_on_avx2_without_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
+    import compress.system as system
+
+    for features, expected in [
+        (["avx2", "avx512f"], True),
+        (["avx2"], True),
+        (["avx2", "avx512f", "avx512_vnni"], False),
+        (["avx2", "avx_vnni"], False),
+        (["asimd", "asimddp"], False),
+        ([], False),
+    ]:
+        monkeypatch.setattr(system, "cpu_features", lambda f=features: f)
+        assert system.int8_saturates() is expected, features
