@@ -18,7 +18,7 @@ model: {source: minilm-l6}
 data: {source: rotten-tomatoes, max_length: 48, validation_size: 100, test_size: 200,
        train_samples: 400}
 passes:
-  - fine_tune: {epochs: 1, batch_size: 16, lr: 2.0e-4, warmup_ratio: 0.1}
+  - fine_tune: {epochs: 1, batch_size: 16, lr: 2.0e-4, warmup_ratio: 0.1, min_steps: 0}
   - distill: {layers: 3, epochs: 1, batch_size: 16, lr: 2.0e-4}
   - export_onnx: {atol: 1.0e-4}
   - quantize: {calibration_samples: 32}

@@ -26,6 +26,7 @@ def test_mnist_recipe_end_to_end(tmp_path: Path) -> None:
             "data.validation_size=200",
             "passes[0].fine_tune.epochs=3",
             "passes[0].fine_tune.batch_size=16",
+            "passes[0].fine_tune.min_steps=0",
             "passes[1].prune_channels.recovery.epochs=1",
             "passes[1].prune_channels.recovery.batch_size=16",
             "benchmark.repetitions=10",

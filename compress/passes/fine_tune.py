@@ -26,6 +26,11 @@ class FineTuneConfig(TrainConfig):
     lora_targets: list[str] = Field(
         ["query", "value"], min_length=1, description="module names (or regexes) given adapters"
     )
+    min_steps: int = Field(
+        300,
+        ge=0,
+        description="train at least this many optimizer steps (more epochs on a small dataset)",
+    )
 
 
 def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
@@ -43,11 +48,33 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
         peft_model: Any = get_peft_model(model, lora)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         ctx.log(f"LoRA: {trainable:,} trainable parameters")
-        ctx.metrics.update(train(peft_model, processor, cfg, ctx, cross_entropy, "fine_tune"))
+        metrics = train(peft_model, processor, cfg, ctx, cross_entropy, "fine_tune", cfg.min_steps)
         model = peft_model.merge_and_unload()
     else:
-        ctx.metrics.update(train(model, processor, cfg, ctx, cross_entropy, "fine_tune"))
+        metrics = train(model, processor, cfg, ctx, cross_entropy, "fine_tune", cfg.min_steps)
+    ctx.metrics.update(metrics)
+    ctx.metrics["learned"] = _learned(metrics, ctx, cfg)
     return save_output(model, processor, ctx)
+
+
+def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> dict[str, Any]:
+    """Whether the model beats always predicting the commonest validation label; if not,
+    say so now and what to change, before later passes compress a model that learned nothing."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(ctx.data.validation.labels))
+    majority = float(counts.max() / counts.sum()) if counts.sum() else 0.0
+    best = float(metrics["best_val_accuracy"])
+    learned = best > majority + 1e-9
+    if not learned:
+        ctx.log(
+            f"WARNING fine_tune: best validation accuracy {best:.4f} is no better than always "
+            f"predicting the commonest label ({majority:.4f}) after {metrics['steps']} steps: "
+            f"the model has not learned the task. Train longer (epochs, now {cfg.epochs:g}; "
+            f"min_steps, now {cfg.min_steps}) or with a higher lr (now {cfg.lr:g}), "
+            "or check the labels."
+        )
+    return {"learned": learned, "majority_class_val_accuracy": majority}
 
 
 def _check(cfg: FineTuneConfig, task: str) -> None:

@@ -164,8 +164,12 @@ def train(
     ctx: PassContext,
     loss_fn: LossFn,
     desc: str,
+    min_steps: int = 0,
 ) -> dict[str, Any]:
     """Train `model` in place on `ctx.data.train`; returns per-epoch metrics.
+
+    At least `min_steps` optimizer steps run (more epochs than `cfg.epochs` on
+    a small dataset), so a few hundred rows still train the model.
 
     `loss_fn(model, batch, indices)` gets the padded batch (with `labels`) and
     the training-set indices of its rows, so it can look up cached targets.
@@ -187,6 +191,12 @@ def train(
 
     steps_per_epoch = -(-len(encoded) // (cfg.batch_size * accelerator.num_processes))
     total_steps = max(1, round(steps_per_epoch * cfg.epochs))
+    if total_steps < min_steps:
+        ctx.log(
+            f"{desc}: {total_steps} steps for {cfg.epochs:g} epoch(s) of {len(encoded)} rows; "
+            f"training {min_steps} steps ({min_steps / steps_per_epoch:.1f} epochs, min_steps)"
+        )
+        total_steps = min_steps
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():

@@ -16,7 +16,7 @@ def test_full_fine_tune_learns_and_saves_a_plain_model(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
 ) -> None:
     ctx = make_ctx("ft")
-    cfg = FineTuneConfig(epochs=8, lr=3e-3, batch_size=8, warmup_ratio=0.0)
+    cfg = FineTuneConfig(epochs=8, lr=3e-3, batch_size=8, warmup_ratio=0.0, min_steps=0)
     out = apply(tiny_hf, cfg, ctx)
     assert out.kind == "hf" and (out.path / "model.safetensors").is_file()
     assert (out.path / "tokenizer.json").is_file() or (out.path / "vocab.txt").is_file()
@@ -32,8 +32,40 @@ def test_fractional_epochs_stop_early(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
 ) -> None:
     ctx = make_ctx("half")
-    apply(tiny_hf, FineTuneConfig(epochs=0.5, batch_size=16), ctx)
+    apply(tiny_hf, FineTuneConfig(epochs=0.5, batch_size=16, min_steps=0), ctx)
     assert ctx.metrics["steps"] == 3  # 96 rows / 16 = 6 steps per epoch
+
+
+def test_a_small_dataset_trains_at_least_min_steps(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
+) -> None:
+    ctx = make_ctx("min-steps")
+    apply(tiny_hf, FineTuneConfig(epochs=1, batch_size=16, min_steps=15), ctx)
+    assert ctx.metrics["steps"] == 15  # 96 rows / 16 = 6 steps per epoch: 2.5 epochs
+    assert len(ctx.metrics["epochs"]) == 3
+    assert FineTuneConfig().min_steps == 300
+
+
+def test_a_model_that_learned_nothing_is_flagged(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
+) -> None:
+    from compress.passes.fine_tune import _learned
+
+    ctx = make_ctx("nothing")
+    logged: list[str] = []
+    ctx.log = logged.append  # type: ignore[method-assign]
+    labels = list(ctx.data.validation.labels)
+    majority = max(labels.count(c) for c in set(labels)) / len(labels)
+    cfg = FineTuneConfig(epochs=4)
+    verdict = _learned({"best_val_accuracy": majority, "steps": 72}, ctx, cfg)
+    assert verdict == {"learned": False, "majority_class_val_accuracy": majority}
+    assert len(logged) == 1 and "has not learned the task" in logged[0]
+    assert "after 72 steps" in logged[0] and "epochs, now 4" in logged[0]
+    assert _learned({"best_val_accuracy": majority + 0.05, "steps": 72}, ctx, cfg)["learned"]
+    assert len(logged) == 1
+    good = make_ctx("learns")  # a real run on a learnable task records that it learned
+    apply(tiny_hf, FineTuneConfig(epochs=8, lr=3e-3, batch_size=8, min_steps=0), good)
+    assert good.metrics["learned"]["learned"] is True
 
 
 def test_lora_is_merged_into_plain_weights(

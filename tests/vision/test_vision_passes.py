@@ -34,7 +34,9 @@ def test_fine_tune_learns_real_digits(
     from compress.passes.fine_tune import PASS, FineTuneConfig
 
     ctx = _ctx(tmp_path, mnist_slice, "ft")
-    out = PASS.apply(cnn_artifact, FineTuneConfig(epochs=3, lr=3e-3, batch_size=16), ctx)
+    out = PASS.apply(
+        cnn_artifact, FineTuneConfig(epochs=3, lr=3e-3, batch_size=16, min_steps=0), ctx
+    )
     assert ctx.metrics["best_val_accuracy"] > 0.5  # chance is 0.1
     assert out.meta["macs_per_example"] > 1e6 and (out.path / "model.safetensors").is_file()
 
