@@ -31,9 +31,11 @@ RESULTS = ROOT / "bench" / "results"
 TARGETS = {
     "size_ratio": 8.0,
     "speedup_b1": 8.0,
-    "max_accuracy_drop_points": 1.5,
-    "max_seconds": 600,
+    "max_accuracy_drop_points": 1.0,
+    "max_tensorrt_drop_points": 1.0,
+    "max_seconds": 720,
 }
+"""Issue targets; the b1 speedup counts as met when the slowest interleaved round meets it."""
 
 
 def run_recipe(recipe: Path, out: Path) -> float:
@@ -165,6 +167,7 @@ def summarize(
         "final_b1_p50_ms": final["latency"]["b1"]["p50_ms"],
         "size_ratio": vs["size_ratio"],
         "speedup_b1": vs["speedup"]["b1"],
+        "speedup_b1_rounds": vs.get("speedup_rounds", {}).get("b1"),
         "speedup_b8": vs["speedup"].get("b8"),
         "accuracy_drop_points": -vs["accuracy_delta_points"],
         "recipe_seconds": seconds,
@@ -179,15 +182,30 @@ def summarize(
             "accuracy_drop_points": -qdq["vs_original"]["accuracy_delta_points"],
             "size_ratio": qdq["vs_original"]["size_ratio"],
         }
+    rounds = result["speedup_b1_rounds"] or {"min": result["speedup_b1"]}
     result["targets"] = {
         "size_ratio >= 8": result["size_ratio"] >= TARGETS["size_ratio"],
-        "speedup_b1 >= 8": result["speedup_b1"] >= TARGETS["speedup_b1"],
-        "accuracy drop <= 1.5 pt": result["accuracy_drop_points"]
+        "speedup_b1 >= 8 (slowest round)": rounds["min"] >= TARGETS["speedup_b1"],
+        "accuracy drop <= 1 pt": result["accuracy_drop_points"]
         <= TARGETS["max_accuracy_drop_points"],
-        "recipe <= 600 s": seconds is None or seconds <= TARGETS["max_seconds"],
+        "recipe <= 720 s": seconds is None or seconds <= TARGETS["max_seconds"],
     }
+    if qdq is not None:
+        result["targets"]["tensorrt-form drop <= 1 pt"] = (
+            result["tensorrt_form"]["accuracy_drop_points"] <= TARGETS["max_tensorrt_drop_points"]
+        )
     if peer is not None:
-        result["peer_optimum_dynamic_int8"] = _peer_summary(original, peer)
+        optimum = result["peer_optimum_dynamic_int8"] = _peer_summary(original, peer)
+        result["vs_optimum"] = {
+            "faster": result["speedup_b1"] / optimum["speedup_b1"],
+            "smaller": result["size_ratio"] / optimum["size_ratio"],
+            "accuracy_points": 100 * (result["final"]["accuracy"] - optimum["accuracy"]),
+        }
+        result["targets"][">= 2x faster and smaller than Optimum, accuracy >= its"] = (
+            result["vs_optimum"]["faster"] >= 2
+            and result["vs_optimum"]["smaller"] >= 2
+            and result["vs_optimum"]["accuracy_points"] >= 0
+        )
     if nncf_peer is not None:
         result["peer_nncf_default_ptq"] = _peer_summary(original, nncf_peer)
     return result
@@ -207,23 +225,22 @@ def to_markdown(result: dict[str, Any]) -> str:
         "| measure | value | target | met |",
         "|---|---:|---:|---|",
     ]
-    met = result["targets"]
+    met = list(result["targets"].values())
+    spread = result.get("speedup_b1_rounds")
+    speed = f"{result['speedup_b1']:.2f}x"
+    if spread:
+        speed += f" ({spread['min']:.2f}-{spread['max']:.2f} over {spread['rounds']} rounds)"
     rows = [
-        ("size ratio", f"{result['size_ratio']:.2f}x", ">= 8x", met["size_ratio >= 8"]),
-        ("b1 p50 speedup", f"{result['speedup_b1']:.2f}x", ">= 8x", met["speedup_b1 >= 8"]),
-        (
-            "accuracy drop",
-            f"{result['accuracy_drop_points']:.2f} pt",
-            "<= 1.5 pt",
-            met["accuracy drop <= 1.5 pt"],
-        ),
+        ("size ratio", f"{result['size_ratio']:.2f}x", ">= 8x", met[0]),
+        ("b1 p50 speedup", speed, ">= 8x in the slowest round", met[1]),
+        ("accuracy drop", f"{result['accuracy_drop_points']:.2f} pt", "<= 1.0 pt", met[2]),
     ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if result["recipe_seconds"] is not None:
-        lines.append(
-            f"| recipe wall time | {result['recipe_seconds']:.0f} s | <= 600 s | "
-            f"{result['targets']['recipe <= 600 s']} |"
-        )
+        rows.append(("recipe wall time", f"{result['recipe_seconds']:.0f} s", "<= 720 s", met[3]))
+    if result.get("tensorrt_form"):
+        drop = result["tensorrt_form"]["accuracy_drop_points"]
+        rows.append(("TensorRT-form file accuracy drop", f"{drop:.2f} pt", "<= 1.0 pt", met[4]))
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     qdq = result.get("tensorrt_form")
     if qdq:
         cpu = qdq["cpu_kernels_accuracy"]
@@ -242,7 +259,11 @@ def to_markdown(result: dict[str, Any]) -> str:
             "Optimum ORTQuantizer dynamic INT8 of the same fine-tuned model, timed "
             "interleaved with the original: "
             f"{peer['size_ratio']:.2f}x smaller, {peer['speedup_b1']:.2f}x faster at b1, "
-            f"accuracy {peer['accuracy']:.4f}.",
+            f"accuracy {peer['accuracy']:.4f}. The CPU file against it: "
+            f"{result['vs_optimum']['faster']:.2f}x faster, "
+            f"{result['vs_optimum']['smaller']:.2f}x smaller, "
+            f"{result['vs_optimum']['accuracy_points']:+.2f} pt (target: >= 2x, >= 2x, >= 0; "
+            f"met: {result['targets']['>= 2x faster and smaller than Optimum, accuracy >= its']}).",
         ]
     nncf_peer = result.get("peer_nncf_default_ptq")
     if nncf_peer:
