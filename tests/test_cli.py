@@ -17,7 +17,8 @@ def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     recipe = Path(__file__).parents[1] / "recipes" / "distil_int8.yaml"
     assert main(["validate", str(recipe)]) == 0
     assert (
-        "fine_tune -> distill -> prune_vocab -> export_onnx -> quantize" in capsys.readouterr().out
+        "fine_tune -> distill -> prune -> prune_vocab -> export_onnx -> quantize"
+        in capsys.readouterr().out
     )
 
 

@@ -34,7 +34,7 @@ model: {{source: {model}}}
 data: {{source: rotten-tomatoes, max_length: 32, train_samples: 128, validation_size: 64,
        test_size: 64}}
 passes:
-  - fine_tune: {{epochs: 1, batch_size: 16, lr: 1.0e-3}}
+  - fine_tune: {{epochs: 1, batch_size: 16, lr: 1.0e-3, min_steps: 0}}
   - export_onnx
 """
 
