@@ -55,53 +55,44 @@ def _int8(**knobs: Any) -> dict[str, Any]:
     return {"quantize": {"targets": ["cpu"], **knobs}}
 
 
-TEACHER = "teacher"
-"""Every lever starts from the flagship's fine-tuned model."""
-
-LEVERS: dict[str, tuple[str, str, list[dict[str, Any]]]] = {
-    "3l": ("3 layers, dynamic INT8 (the flagship before pruning)", TEACHER, [_student(3)]),
+LEVERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    # name: (what it changes, its passes after the flagship's fine-tuned model)
+    "3l": ("3 layers, dynamic INT8 (the flagship before pruning)", [_student(3)]),
     "int8-reduce-range": (
         "3 layers, dynamic INT8 with 7-bit weights (reduce_range)",
-        TEACHER,
         [_student(3), VOCAB, EXPORT, _int8(reduce_range=True)],
     ),
     "int8-per-tensor": (
         "3 layers, dynamic INT8 with per-tensor weight scales",
-        TEACHER,
         [_student(3), VOCAB, EXPORT, _int8(per_channel=False)],
     ),
     "int8-static": (
         "3 layers, static (calibrated) Q/DQ INT8",
-        TEACHER,
         [_student(3), VOCAB, EXPORT, _int8(cpu_mode="static")],
     ),
-    "3l-2ep": ("3 layers, 2 distillation epochs", TEACHER, [_student(3, epochs=2)]),
-    "3l-ffn50": ("3 layers, half the FFN pruned", TEACHER, [_student(3), _prune(ffn=0.5)]),
-    "3l-heads50": ("3 layers, half the heads pruned", TEACHER, [_student(3), _prune(heads=0.5)]),
+    "3l-2ep": ("3 layers, 2 distillation epochs", [_student(3, epochs=2)]),
+    "3l-ffn50": ("3 layers, half the FFN pruned", [_student(3), _prune(ffn=0.5)]),
+    "3l-heads50": ("3 layers, half the heads pruned", [_student(3), _prune(heads=0.5)]),
     "3l-heads50-ffn50": (
         "3 layers, half the heads and half the FFN pruned",
-        TEACHER,
         [_student(3), _prune(heads=0.5, ffn=0.5)],
     ),
     "3l-heads50-ffn75": (
         "3 layers, half the heads and 3/4 of the FFN pruned",
-        TEACHER,
         [_student(3), _prune(heads=0.5, ffn=0.75)],
     ),
     "3l-heads67-ffn75": (
         "3 layers, 2/3 of the heads and 3/4 of the FFN pruned",
-        TEACHER,
         [_student(3), _prune(heads=0.67, ffn=0.75)],
     ),
     "3l-2ep-heads50-ffn75": (
         "3 layers, 2 distillation epochs, half the heads and 3/4 of the FFN pruned",
-        TEACHER,
         [_student(3, epochs=2), _prune(heads=0.5, ffn=0.75)],
     ),
-    "2l": ("2 layers", TEACHER, [_student(2)]),
-    "2l-2ep": ("2 layers, 2 distillation epochs", TEACHER, [_student(2, epochs=2)]),
-    "2l-hidden": ("2 layers, hidden states matched", TEACHER, [_student(2, hidden_weight=1.0)]),
-    "2l-ffn50": ("2 layers, half the FFN pruned", TEACHER, [_student(2), _prune(ffn=0.5)]),
+    "2l": ("2 layers", [_student(2)]),
+    "2l-2ep": ("2 layers, 2 distillation epochs", [_student(2, epochs=2)]),
+    "2l-hidden": ("2 layers, hidden states matched", [_student(2, hidden_weight=1.0)]),
+    "2l-ffn50": ("2 layers, half the FFN pruned", [_student(2), _prune(ffn=0.5)]),
 }
 
 
@@ -248,7 +239,7 @@ def main() -> int:
         return 2
     names = args.only or list(LEVERS)
     for name in names:
-        _, _, lever = LEVERS[name]
+        _, lever = LEVERS[name]
         folder = args.out / name
         recipe = write_recipe(name, teacher, passes_of(lever), folder)
         if not args.skip_run:

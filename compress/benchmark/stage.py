@@ -71,9 +71,8 @@ def benchmark_variant(
     runtime = open_runtime(artifact, variant, settings.threads, task)
     try:
         scores = evaluate(runtime, processor, scored, max_length, eval_batch, progress, task)
-        if (
-            "accuracy_method" in extra
-        ):  # the fused kernels' figures are this CPU's, the exact ones the file's
+        # the fused kernels' figures are this CPU's, the exact ones the file's
+        if "accuracy_method" in extra:
             extra["cpu_kernels"] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
             scores = exact_scores
         latency: dict[str, dict[str, float]] = {}

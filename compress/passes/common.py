@@ -30,16 +30,17 @@ def onnx_validation_accuracy(
     file: Path,
     exact: bool = False,
     log: bool = True,
-    batch_size: int = 64,
 ) -> float:
     """Validation accuracy of an ONNX file (ONNX Runtime, CPU): a drop shows where it happens.
 
     `exact` runs a Q/DQ file as its graph computes (see `OrtRuntime`): how a
     file for TensorRT is scored, the same on every CPU. Dynamic INT8 files are
-    scored at `batch_size` 1, as served (see `scored_one_by_one`).
+    scored one example at a time, as served (see `scored_one_by_one`).
     """
     from compress.benchmark.evaluate import evaluate
-    from compress.benchmark.runtimes import OrtRuntime
+    from compress.benchmark.runtimes import OrtRuntime, dynamic_int8_file
+
+    batch_size = 1 if dynamic_int8_file(file) else 64
 
     runtime = OrtRuntime(file, threads=0, exact=exact)
     try:

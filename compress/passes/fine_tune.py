@@ -60,10 +60,9 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
 def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> dict[str, Any]:
     """Whether the model beats always predicting the commonest validation label; if not,
     say so now and what to change, before later passes compress a model that learned nothing."""
-    import numpy as np
+    from compress.benchmark.sanity import majority_baseline
 
-    counts = np.bincount(np.asarray(ctx.data.validation.labels))
-    majority = float(counts.max() / counts.sum()) if counts.sum() else 0.0
+    majority = majority_baseline(ctx.data.validation.labels, [])["accuracy"]
     best = float(metrics["best_val_accuracy"])
     learned = best > majority + 1e-9
     if not learned:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
-from compress.benchmark.runtimes import dynamic_int8_file, scored_exactly
+from compress.benchmark.runtimes import scored_exactly
 from compress.errors import PassFailed
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
 from compress.passes.calibration import CalibrationConfig, calibration_feeds
@@ -224,9 +224,7 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             tensorrt: bool = tensorrt,
             transformer: bool = transformer,
         ) -> Path:
-            _static(
-                source, out, cfg, reader, tensorrt, keep_float, transformer, reduce and not tensorrt
-            )
+            _static(source, out, cfg, reader, tensorrt, keep_float, transformer, reduce)
             return out
 
         build([])
@@ -243,11 +241,7 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
     ctx.metrics["validation_accuracy"] = {
         str(v.file): onnx_validation_accuracy(
-            ctx,
-            processor,
-            ctx.work_dir / str(v.file),
-            exact=scored_exactly(v),
-            batch_size=1 if dynamic_int8_file(ctx.work_dir / str(v.file)) else 64,
+            ctx, processor, ctx.work_dir / str(v.file), exact=scored_exactly(v)
         )
         for v in variants
     }
@@ -280,26 +274,17 @@ class _Budget:
         self.cfg, self.ctx, self.processor = cfg, ctx, processor
         self.reference: dict[Path, float] = {}
 
-    def _accuracy(self, file: Path, exact: bool = False, one_by_one: bool = False) -> float:
-        return onnx_validation_accuracy(
-            self.ctx,
-            self.processor,
-            file,
-            exact=exact,
-            log=False,
-            batch_size=1 if one_by_one else 64,
-        )
+    def _accuracy(self, file: Path, exact: bool = False) -> float:
+        return onnx_validation_accuracy(self.ctx, self.processor, file, exact=exact, log=False)
 
-    def _drop(
-        self, source: Path, out: Path, exact: bool = False, one_by_one: bool = False
-    ) -> tuple[float, float]:
+    def _drop(self, source: Path, out: Path, exact: bool = False) -> tuple[float, float]:
         if source not in self.reference:
             self.reference[source] = self._accuracy(source)
-        accuracy = self._accuracy(out, exact, one_by_one)
+        accuracy = self._accuracy(out, exact)
         return accuracy, 100 * (self.reference[source] - accuracy)
 
     def check_only(self, source: Path, out: Path) -> None:
-        accuracy, drop = self._drop(source, out, one_by_one=True)  # dynamic INT8, as served
+        accuracy, drop = self._drop(source, out)
         within = drop <= float(self.cfg.max_accuracy_drop or 0)
         self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = {
             "fp32_accuracy": self.reference[source],
