@@ -20,6 +20,7 @@ from compress.artifacts.files import (
     write_json_atomic,
 )
 from compress.artifacts.model import ARTIFACT_KINDS, Artifact, ArtifactKind, Variant, relocate
+from compress.artifacts.model_info import ModelInfo, read_model_info
 from compress.artifacts.run_folder import INPUT_STEP, RunFolder, load_report, step_folder
 from compress.artifacts.step import (
     MANIFEST_VERSION,
@@ -39,6 +40,7 @@ __all__ = [
     "SCRATCH_PREFIXES",
     "Artifact",
     "ArtifactKind",
+    "ModelInfo",
     "RunFolder",
     "StepResult",
     "Variant",
@@ -51,6 +53,7 @@ __all__ = [
     "load_report",
     "read_json",
     "read_manifest",
+    "read_model_info",
     "relocate",
     "sha256_file",
     "step_folder",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress.artifacts import Artifact, ArtifactKind
+from compress.artifacts import Artifact, ArtifactKind, ModelInfo
 from compress.data import Dataset
 from compress.options import RegexList, StrictOptions
 from compress.tasks import TASK_NAMES, Task, get_task
@@ -66,7 +66,11 @@ class PassInfo:
     (`bundle`) runs after the report is written, so it can read the run's
     measured figures. A `data_parallel` pass trains: under `torchrun` every
     process runs it on its share of the batches; any other pass runs on the
-    main process only. A pass that does not `compress` (fine-tuning) leaves
+    main process only. `check_model(config, info)` rejects, at validation, a
+    model the pass cannot handle (its architecture or tokenizer, read from the
+    model folder's JSON; raise ValueError); `new_model(config)` names the model
+    a pass replaces its input with (distill's `student`), so later passes are
+    checked against that one. A pass that does not `compress` (fine-tuning) leaves
     the model the user had: the report's original is the output of the
     leading passes that do not compress.
     """
@@ -83,6 +87,8 @@ class PassInfo:
     check_input: Callable[[Any, Variants], str | None] | None = None
     tasks: tuple[str, ...] = TASK_NAMES
     check: Callable[[Any, str], None] | None = None
+    check_model: Callable[[Any, ModelInfo], None] | None = None
+    new_model: Callable[[Any], str | None] | None = None
     after_report: bool = False
     data_parallel: bool = False
     compresses: bool = True

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, ModelInfo
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_input, save_output
 from compress.passes.training import (
@@ -132,6 +132,14 @@ def _check(cfg: DistillConfig, task: str) -> None:
         )
 
 
+def _check_model(cfg: DistillConfig, info: ModelInfo) -> None:
+    from compress.text.adapters import unsupported
+
+    problem = unsupported(info.model_type, "distill.layers") if cfg.student is None else None
+    if problem is not None:
+        raise ValueError(f"{problem}; give `student:` (a model folder or hub id) instead")
+
+
 PASS = PassInfo(
     name="distill",
     summary="Distil into a smaller student (layer subset of the input, or a given model).",
@@ -140,5 +148,7 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     check=_check,
+    check_model=_check_model,
+    new_model=lambda cfg: cfg.student,
     data_parallel=True,
 )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from compress.artifacts import Artifact
+from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_input, save_output
 from compress.passes.training import TrainConfig, cross_entropy, train
@@ -23,8 +24,11 @@ class FineTuneConfig(TrainConfig):
     lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator")
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
-    lora_targets: list[str] = Field(
-        ["query", "value"], min_length=1, description="module names (or regexes) given adapters"
+    lora_targets: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="module names (or regexes) given adapters; default: the attention query "
+        "and value projections of the architecture",
     )
     min_steps: int = Field(
         300,
@@ -38,14 +42,26 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
     if cfg.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
+        from compress.text.adapters import lora_targets
+
+        # the classification head (every child with weights but the encoder) is new: train it
+        head = [
+            n
+            for n, m in model.named_children()
+            if n != model.base_model_prefix and any(True for _ in m.parameters())
+        ]
         lora = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_targets,
+            target_modules=cfg.lora_targets or lora_targets(model.config.model_type),
+            modules_to_save=head,
         )
-        peft_model: Any = get_peft_model(model, lora)
+        try:
+            peft_model: Any = get_peft_model(model, lora)
+        except ValueError as exc:  # no default targets for this architecture, or none matched
+            raise UserError(f"fine_tune LoRA on {model.config.model_type}: {exc}") from None
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         ctx.log(f"LoRA: {trainable:,} trainable parameters")
         metrics = train(peft_model, processor, cfg, ctx, cross_entropy, "fine_tune", cfg.min_steps)

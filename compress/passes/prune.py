@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, ModelInfo
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
 from compress.passes.common import load_input, save_output
@@ -51,10 +51,12 @@ def _prune_in_place(
 ) -> dict[str, Any]:
     from compress.text.layers import keep_layers, pick_layers
     from compress.text.pruning import (
+        ffn_width,
         heads_to_prune,
         layer_names,
         magnitude_scores,
         prune_ffn,
+        remove_heads,
         round_width,
         select_layers,
         taylor_scores,
@@ -85,10 +87,10 @@ def _prune_in_place(
         if not chosen:
             raise UserError(f"prune.targets/ignore match no layer (layers: {', '.join(names)})")
         plan = heads_to_prune(head_scores, cfg.heads, chosen, cfg.min_heads)
-        model.prune_heads(plan)
+        remove_heads(model, plan)
         report["pruned_heads"] = {str(k): v for k, v in plan.items()}
     if cfg.ffn > 0:
-        total = model.config.intermediate_size
+        total = ffn_width(model)
         width = round_width(total * (1 - cfg.ffn), cfg.round_to, total)
         prune_ffn(model, neuron_scores, width)
         report["ffn_width"] = [total, width]
@@ -128,6 +130,17 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     return save_output(pruned, tokenizer, ctx)
 
 
+def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
+    from compress.text.adapters import ADAPTERS, HEADS_UNSUPPORTED, unsupported
+
+    problem = unsupported(info.model_type, "prune")
+    if problem is not None:
+        raise ValueError(problem)
+    adapter = ADAPTERS[info.model_type]
+    if cfg.heads > 0 and not adapter.prunes_heads:
+        raise ValueError(f"heads: {adapter.family} {HEADS_UNSUPPORTED}")
+
+
 PASS = PassInfo(
     name="prune",
     summary="Remove heads, FFN neurons and layers of transformers; optional distilled recovery.",
@@ -136,5 +149,6 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     tasks=("text-classification",),
+    check_model=_check_model,
     data_parallel=True,
 )

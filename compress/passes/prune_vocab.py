@@ -6,8 +6,10 @@ training split by default), keeps those seen at least `min_count` times plus
 the special tokens and the first `reserve` ids, renumbers the tokenizer, and
 slices the embedding rows. Texts made only of kept tokens give exactly the
 same outputs as before (checked); other words are split into kept pieces
-where WordPiece can, else map to `[UNK]` (the share is reported). The result is
-an ordinary Hugging Face folder that `from_pretrained` loads.
+where the tokenizer can, else map to the unknown token (the share is
+reported). WordPiece (BERT, DistilBERT, ELECTRA), byte-level BPE (RoBERTa) and
+Unigram (XLM-R, DeBERTa-v3) tokenizers are supported (`compress.text.vocab`).
+The result is an ordinary Hugging Face folder that `from_pretrained` loads.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, ModelInfo
 from compress.errors import DataError, PassFailed
 from compress.passes.base import PassConfig, PassContext, PassInfo
 from compress.passes.common import load_input, save_output
@@ -100,18 +102,19 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
     import numpy as np
     from transformers import AutoTokenizer
 
-    from compress.text.vocab import rewrite_tokenizer, wordpiece_vocab
+    from compress.text.vocab import required_ids, rewrite_tokenizer, tokenizer_kind, vocab_size
 
     model, tokenizer = load_input(artifact, ctx)
     model.eval()
-    vocab_size = len(wordpiece_vocab(artifact.path))
+    kind = tokenizer_kind(artifact.path)
+    size_before = vocab_size(artifact.path)
     counts: Counter[int] = Counter()
     texts = _corpus(cfg, ctx)
     for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         counts.update(ids)
     keep = {i for i, c in counts.items() if c >= cfg.min_count}
-    keep |= set(tokenizer.all_special_ids) | set(range(min(cfg.reserve, vocab_size)))
-    keep_sorted = sorted(keep)
+    keep |= set(tokenizer.all_special_ids) | set(range(min(cfg.reserve, size_before)))
+    keep_sorted = sorted(required_ids(artifact.path, keep))
     params_before = sum(p.numel() for p in model.parameters())
 
     tokenizer.save_pretrained(ctx.work_dir)
@@ -130,32 +133,48 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
     unk = new_tokenizer.unk_token_id
     val_ids = new_tokenizer(ctx.data.validation.texts, add_special_tokens=False)["input_ids"]
     total = sum(len(ids) for ids in val_ids)
-    unk_share = sum(ids.count(unk) for ids in val_ids) / max(1, total)
+    unk_share = sum(ids.count(unk) for ids in val_ids) / max(1, total) if unk is not None else 0.0
+    old_total = sum(
+        len(ids)
+        for ids in tokenizer(ctx.data.validation.texts, add_special_tokens=False)["input_ids"]
+    )
     out = save_output(model, new_tokenizer, ctx)
     params_after = sum(p.numel() for p in model.parameters())
     ctx.metrics.update(
-        vocab_before=vocab_size,
+        tokenizer=kind,
+        vocab_before=size_before,
         vocab_after=len(keep_sorted),
         parameters_before=params_before,
         parameters_after=params_after,
         corpus_texts=len(texts),
         validation_unk_share=float(np.round(unk_share, 6)),
+        validation_tokens=[old_total, total],
         max_logit_diff_on_kept_tokens=diff,
     )
     ctx.log(
-        f"vocabulary {vocab_size} -> {len(keep_sorted)} tokens; parameters "
+        f"{kind} vocabulary {size_before} -> {len(keep_sorted)} tokens; parameters "
         f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M; validation tokens now [UNK]: "
-        f"{unk_share:.2%}; max |logit diff| on kept tokens {diff}"
+        f"{unk_share:.2%}; validation tokens {old_total} -> {total}; "
+        f"max |logit diff| on kept tokens {diff}"
     )
     return out
 
 
+def _check_model(cfg: PruneVocabConfig, info: ModelInfo) -> None:
+    from compress.text.adapters import tokenizer_unsupported
+
+    problem = tokenizer_unsupported(info.tokenizer)
+    if problem is not None:
+        raise ValueError(problem)
+
+
 PASS = PassInfo(
     name="prune_vocab",
-    summary="Keep only the tokens a corpus uses; shrink the embedding (WordPiece tokenizers).",
+    summary="Keep only the tokens a corpus uses; shrink the embedding (WordPiece, BPE, Unigram).",
     config=PruneVocabConfig,
     apply=apply,
     consumes="hf",
     produces="hf",
     tasks=("text-classification",),
+    check_model=_check_model,
 )

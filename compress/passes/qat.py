@@ -82,7 +82,7 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     import torch
 
     from compress.passes.common import load_input, onnx_validation_accuracy
-    from compress.quant.nncf_backend import export_qat, prepare_qat
+    from compress.quant.nncf_backend import export_qat, force_signed, prepare_qat
     from compress.quant.parity import check_parity, kernel_deviation
     from compress.quant.qdq_check import check_qdq
     from compress.system import cpu_features, cpu_model
@@ -103,6 +103,10 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     batches = [{k: torch.from_numpy(v) for k, v in feed.items()} for feed in feeds]
     ctx.log(f"inserting INT8 fake quantizers (NNCF), calibrated on {cfg.calibration_samples} rows")
     model = prepare_qat(model.cpu(), batches, cfg.keep_float, transformer=text)
+    switched = force_signed(model)
+    if switched:
+        ctx.log(f"{switched} unsigned activation quantizers (after ReLU) made int8 for TensorRT")
+    ctx.metrics["signed_quantizers_forced"] = switched
     ptq = split_accuracy(model, processor, val, ctx.task, ctx.max_length)
     ctx.metrics["calibrated_validation_accuracy"] = ptq
     ctx.log(f"fake-quant model before training: validation accuracy {ptq:.4f}")

@@ -83,6 +83,23 @@ def prepare_qat(
         )
 
 
+def force_signed(model: Any) -> int:
+    """Make every unsigned fake quantizer (NNCF's choice after a ReLU) signed int8.
+
+    TensorRT takes int8 Q/DQ only; NNCF refuses to force signedness when
+    quantizing, so the quantizers are switched after calibration, before QAT
+    trains their scales. Returns how many were switched.
+    """
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, SymmetricQuantizer) and not module.signed:
+            module.signed = True
+            switched += 1
+    return switched
+
+
 def export_qat(
     model: Any,
     example: dict[str, Any],

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from compress.artifacts import ArtifactKind
+from compress.artifacts import ArtifactKind, ModelInfo
 from compress.errors import RecipeError, UserError, did_you_mean
 from compress.recipe.overrides import apply_override
 from compress.recipe.registry import all_passes, get_pass, missing_backends
@@ -79,6 +79,7 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
     for index, entry in enumerate(doc.passes):
         steps.append(_step(index, entry, doc, fail, steps))
     _check_order(steps, task, fail)
+    _check_models(steps, task, doc.model.source, file.parent, fail)
     resolved = doc.model_dump(mode="json")
     resolved["name"] = doc.name or file.stem
     for section in ("model", "data"):  # so the saved recipe works from any folder
@@ -224,6 +225,22 @@ def _check_order(steps: list[PassStep], task: Task, fail: Fail) -> None:
                 raise fail(problem, ("passes", step.index, step.name))
         kinds.append(step.info.produces)
         makers.append(step if step.info.produces != kind else made_by)
+
+
+def _check_models(
+    steps: list[PassStep], task: Task, source: str, base_dir: Path, fail: Fail
+) -> None:
+    """Each pass must handle the architecture and tokenizer it will get (read from JSON)."""
+    infos: list[ModelInfo | None] = [task.model_info(source, base_dir)]
+    for step in steps:
+        info = infos[step.source]
+        if step.info.check_model is not None and info is not None:
+            try:
+                step.info.check_model(step.config, info)
+            except ValueError as exc:
+                raise fail(str(exc), ("passes", step.index, step.name)) from None
+        replaced = step.info.new_model(step.config) if step.info.new_model else None
+        infos.append(task.model_info(replaced, base_dir) if replaced else info)
 
 
 def _first_error(exc: ValidationError, prefix: KeyPath, fail: Fail) -> RecipeError:

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from compress.artifacts import ModelInfo
+
 if TYPE_CHECKING:  # `compress.tasks` is read by the CLI's parser: no numpy or torch at import
     import numpy as np
     import torch
@@ -31,6 +33,10 @@ class Task(Protocol):
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         """A loadable location for a recipe's `model.source`."""
+        ...
+
+    def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
+        """What the source's folder says of its architecture (None: not known before loading)."""
         ...
 
     def load(

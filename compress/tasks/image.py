@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compress.artifacts import ModelInfo
 from compress.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -24,10 +25,14 @@ class ImageClassification:
     source_hints: Mapping[str, str] = MappingProxyType(
         {
             "model": "mnist-cnn, efficientnet-lite0, or an image model folder",
-            "data": "mnist, photos, an image folder (one sub-folder per class) or a .npz file",
+            "data": "mnist, fashion-mnist, photos, an image folder (one sub-folder per class) "
+            "or a .npz file",
         }
     )
     sample_data = "photos"
+
+    def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
+        return None  # image passes check their model when it loads
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         if source in OFFLINE:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compress.artifacts import ModelInfo, read_model_info
 from compress.text import tokens
 
 if TYPE_CHECKING:
@@ -33,6 +34,15 @@ class TextClassification:
         from compress.text.models import resolve_source
 
         return resolve_source(source, base_dir)
+
+    def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
+        from compress.errors import UserError
+
+        try:
+            location = self.resolve(source, base_dir)
+        except UserError:  # a missing offline package or folder is reported when it loads
+            return None
+        return read_model_info(location)
 
     def load(
         self, location: str, label_names: list[str] | None, revision: str | None = None

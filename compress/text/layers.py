@@ -27,19 +27,28 @@ def pick_layers(depth: int, layers: int | list[int], option: str = "layers") -> 
 
 
 def keep_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
-    """A copy of `model` holding only the encoder layers in `keep` (BERT-like models)."""
+    """A copy of `model` holding only the transformer layers in `keep`.
+
+    `config.pruned_heads` follows the kept layers to their new indices, so a
+    pruned model keeps reloading after its depth is cut.
+    """
     import copy
 
     import torch
 
+    from compress.text.adapters import adapter_of, get, put
+
+    adapter = adapter_of(model, "picking layers (distill.layers, prune.layers)")
     kept = copy.deepcopy(model)
-    base = getattr(kept, kept.base_model_prefix, None)
-    encoder = getattr(base, "encoder", None)
-    layer_list = getattr(encoder, "layer", None)
+    layer_list = get(kept.base_model, adapter.layers)
     if not isinstance(layer_list, torch.nn.ModuleList):
         raise UserError(
             f"cannot pick layers of {type(model).__name__}; give distill a `student:` instead"
         )
-    encoder.layer = torch.nn.ModuleList(layer_list[i] for i in keep)  # type: ignore[union-attr]
+    put(kept.base_model, adapter.layers, torch.nn.ModuleList(layer_list[i] for i in keep))
     kept.config.num_hidden_layers = len(keep)
+    pruned = {int(k): v for k, v in (getattr(kept.config, "pruned_heads", None) or {}).items()}
+    if pruned:
+        moved = {new: sorted(pruned[old]) for new, old in enumerate(keep) if old in pruned}
+        kept.config.pruned_heads = moved
     return kept

@@ -94,7 +94,20 @@ def load_classifier(
         raise ModelLoadError(f"could not load model '{location}': {first}") from None
     check_weights_fit(model, info, location)
     check_finite(model, location)
+    _feed_only_accepted_inputs(model, tokenizer)
     return model, tokenizer
+
+
+def _feed_only_accepted_inputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Drop tokenizer outputs the model's forward does not take (e.g. token_type_ids for a
+    DistilBERT saved with a BERT tokenizer); saved with the tokenizer, so it stays so."""
+    import inspect
+
+    accepted = set(inspect.signature(model.forward).parameters)
+    names = [n for n in tokenizer.model_input_names if n in accepted]
+    if names != list(tokenizer.model_input_names):
+        tokenizer.model_input_names = names
+        tokenizer.init_kwargs["model_input_names"] = names
 
 
 def _refuse_remote_code(folder: Path) -> None:

@@ -1,9 +1,10 @@
-"""Structured pruning of BERT-like encoders: importance scores, the surgery, and their cost.
+"""Structured pruning of transformer encoders: importance scores, the surgery, and their cost.
 
-Heads are removed with transformers' own `prune_heads` (recorded in
+Every architecture in `compress.text.adapters` is reached through its table
+row. Heads are removed with transformers' own `prune_heads` (recorded in
 `config.pruned_heads`, so `from_pretrained` rebuilds the same shapes); FFN
 neurons with `prune_linear_layer`, keeping one width for every layer so that
-`config.intermediate_size` describes the model. Importance is weight
+the config's FFN width describes the model. Importance is weight
 magnitude, or a first-order Taylor score |w * dL/dw| for neurons and the
 mask-gradient score of Michel et al. (2019) for heads, accumulated over a few
 batches of real training data.
@@ -18,7 +19,8 @@ import numpy as np
 
 from compress.data import Split
 from compress.data.batches import bucketed_batches
-from compress.errors import PassFailed
+from compress.errors import PassFailed, UserError
+from compress.text.adapters import HEADS_UNSUPPORTED, adapter_of, get, put
 from compress.text.tokens import collate, encode
 
 if TYPE_CHECKING:
@@ -26,20 +28,25 @@ if TYPE_CHECKING:
 
 
 def encoder_layers(model: PreTrainedModel) -> list[Any]:
-    """The transformer blocks of a BERT-like model (`<base>.encoder.layer`)."""
-    base = getattr(model, model.base_model_prefix, None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if layers is None or not all(hasattr(b, "intermediate") for b in layers):
-        raise PassFailed(
-            f"structured pruning supports BERT-like encoders, not {type(model).__name__}"
-        )
+    """The transformer blocks of a supported encoder (see `compress.text.adapters`)."""
+    adapter = adapter_of(model, "structured pruning")
+    layers = get(model.base_model, adapter.layers)
+    if layers is None:
+        raise PassFailed(f"{type(model).__name__} has no {adapter.layers} to prune")
     return list(layers)
 
 
 def layer_names(model: PreTrainedModel) -> list[str]:
-    return [
-        f"{model.base_model_prefix}.encoder.layer.{i}" for i in range(len(encoder_layers(model)))
-    ]
+    path = adapter_of(model, "structured pruning").layers
+    count = len(encoder_layers(model))
+    return [f"{model.base_model_prefix}.{path}.{i}" for i in range(count)]
+
+
+def head_size(model: PreTrainedModel) -> int:
+    """Width of one attention head (unchanged by pruning)."""
+    config = model.config
+    size = getattr(config, "attention_head_size", None)
+    return int(size) if size else int(config.hidden_size // config.num_attention_heads)
 
 
 def select_layers(names: list[str], targets: list[str], ignore: list[str]) -> list[int]:
@@ -63,25 +70,27 @@ def round_width(width: float, multiple: int, total: int) -> int:
     return max(min(multiple, total), min(total, rounded))
 
 
-def _heads(layer: Any) -> int:
-    return int(layer.attention.self.num_attention_heads)
+def _heads(model: PreTrainedModel) -> list[int]:
+    """Heads in each layer, read from the attention output projection's input width."""
+    adapter, size = adapter_of(model, "structured pruning"), head_size(model)
+    return [get(b, adapter.attention_out).in_features // size for b in encoder_layers(model)]
 
 
 def magnitude_scores(model: PreTrainedModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer: head scores and FFN neuron scores from weight L2 norms."""
     import torch
 
+    adapter, size = adapter_of(model, "structured pruning"), head_size(model)
     heads, neurons = [], []
     with torch.no_grad():
-        for layer in encoder_layers(model):
-            att = layer.attention
-            n, size = _heads(layer), att.self.attention_head_size
-            rows = torch.cat([att.self.query.weight, att.self.key.weight, att.self.value.weight], 1)
-            out = att.output.dense.weight.t()
+        for layer, n in zip(encoder_layers(model), _heads(model), strict=True):
+            weights = [get(layer, p).weight for p in (adapter.query, adapter.key, adapter.value)]
+            rows = torch.cat(weights, 1)
+            out = get(layer, adapter.attention_out).weight.t()
             per_head = (rows.pow(2).sum(1) + out.pow(2).sum(1)).view(n, size).sum(1).sqrt()
             heads.append(per_head.cpu().numpy())
-            w_in = layer.intermediate.dense.weight.pow(2).sum(1)
-            w_out = layer.output.dense.weight.pow(2).sum(0)
+            w_in = get(layer, adapter.ffn_in).weight.pow(2).sum(1)
+            w_out = get(layer, adapter.ffn_out).weight.pow(2).sum(0)
             neurons.append((w_in + w_out).sqrt().cpu().numpy())
     return heads, neurons
 
@@ -95,39 +104,58 @@ def taylor_scores(
     batch_size: int,
     seed: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per layer: head scores |dL/d mask| (Michel et al.) and neuron scores |w * dL/dw|."""
+    """Per layer: head scores |dL/d mask| (Michel et al.) and neuron scores |w * dL/dw|.
+
+    The head mask multiplies each head's slice of the attention output
+    projection's input (a forward pre-hook), which works the same for every
+    architecture in the adapter table.
+    """
     import torch
 
-    layers = encoder_layers(model)
+    adapter, size = adapter_of(model, "structured pruning"), head_size(model)
+    layers, counts = encoder_layers(model), _heads(model)
     device = next(model.parameters()).device
-    head_mask = torch.ones(
-        len(layers), max(_heads(b) for b in layers), device=device, requires_grad=True
-    )
-    for i, layer in enumerate(layers):
-        head_mask.data[i, _heads(layer) :] = 0
+    masks = [torch.ones(n, device=device, requires_grad=True) for n in counts]
+
+    def masking(mask: torch.Tensor) -> Any:
+        def hook(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (args[0] * mask.repeat_interleave(size), *args[1:])
+
+        return hook
+
+    hooks = [
+        get(layer, adapter.attention_out).register_forward_pre_hook(masking(mask))
+        for layer, mask in zip(layers, masks, strict=True)
+    ]
     encoded = encode(tokenizer, split.texts, max_length)
     order = bucketed_batches(
         [len(e["input_ids"]) for e in encoded], batch_size, np.random.default_rng(seed)
     )
     labels = torch.as_tensor(split.labels).to(device)
-    head_acc = torch.zeros_like(head_mask)
-    neuron_acc = [torch.zeros(b.intermediate.dense.out_features, device=device) for b in layers]
+    head_acc = [torch.zeros(n, device=device) for n in counts]
+    neuron_acc = [torch.zeros(get(b, adapter.ffn_in).out_features, device=device) for b in layers]
     model.eval()  # no dropout: scores of the deterministic model
-    for idx in order[:batches]:
-        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
-        loss = model(**batch, labels=labels[idx], head_mask=head_mask).loss
+    try:
+        for idx in order[:batches]:
+            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
+            loss = model(**batch, labels=labels[idx]).loss
+            model.zero_grad()
+            for mask in masks:
+                mask.grad = None
+            loss.backward()
+            for i, layer in enumerate(layers):
+                grad = masks[i].grad
+                assert grad is not None
+                head_acc[i] += grad.abs()
+                w_in = get(layer, adapter.ffn_in).weight
+                w_out = get(layer, adapter.ffn_out).weight
+                score = (w_in * w_in.grad).abs().sum(1) + (w_out * w_out.grad).abs().sum(0)
+                neuron_acc[i] += score.detach()
+    finally:
+        for hook in hooks:
+            hook.remove()
         model.zero_grad()
-        if head_mask.grad is not None:
-            head_mask.grad.zero_()
-        loss.backward()
-        assert head_mask.grad is not None
-        head_acc += head_mask.grad.abs()
-        for i, layer in enumerate(layers):
-            w_in, w_out = layer.intermediate.dense.weight, layer.output.dense.weight
-            score = (w_in * w_in.grad).abs().sum(1) + (w_out * w_out.grad).abs().sum(0)
-            neuron_acc[i] += score.detach()
-    model.zero_grad()
-    heads = [head_acc[i, : _heads(b)].detach().cpu().numpy() for i, b in enumerate(layers)]
+    heads = [h.detach().cpu().numpy() for h in head_acc]
     return heads, [n.cpu().numpy() for n in neuron_acc]
 
 
@@ -149,27 +177,43 @@ def heads_to_prune(
     return {i: sorted(h) for i, h in chosen.items()}
 
 
+def remove_heads(model: PreTrainedModel, plan: dict[int, list[int]]) -> None:
+    """Remove the heads in `plan` (layer -> head indices), recorded in `config.pruned_heads`."""
+    adapter = adapter_of(model, "structured pruning")
+    if not adapter.prunes_heads:
+        raise UserError(f"{adapter.family}: {HEADS_UNSUPPORTED}")
+    model.prune_heads(plan)
+
+
 def prune_ffn(model: PreTrainedModel, scores: list[np.ndarray], width: int) -> None:
     """Keep the `width` most important FFN neurons in every layer."""
     import torch
     from transformers.pytorch_utils import prune_linear_layer
 
+    adapter = adapter_of(model, "structured pruning")
     for layer, score in zip(encoder_layers(model), scores, strict=True):
         keep: Any = torch.as_tensor(np.sort(np.argsort(-score, kind="stable")[:width]))
-        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, keep, dim=0)
-        layer.output.dense = prune_linear_layer(layer.output.dense, keep, dim=1)
-    model.config.intermediate_size = width
+        put(layer, adapter.ffn_in, prune_linear_layer(get(layer, adapter.ffn_in), keep, dim=0))
+        put(layer, adapter.ffn_out, prune_linear_layer(get(layer, adapter.ffn_out), keep, dim=1))
+    setattr(model.config, adapter.ffn_key, width)
+
+
+def ffn_width(model: PreTrainedModel) -> int:
+    """The FFN width the config records."""
+    return int(getattr(model.config, adapter_of(model, "structured pruning").ffn_key))
 
 
 def linear_flops_per_token(model: PreTrainedModel, seq_len: int) -> int:
     """Multiply-accumulates per token of the encoder's matrix products (attention included)."""
+    adapter = adapter_of(model, "structured pruning")
     total = 0
     for layer in encoder_layers(model):
-        att = layer.attention
-        inner = att.self.query.out_features
-        total += 3 * att.self.query.in_features * inner + inner * att.output.dense.out_features
+        query, out = get(layer, adapter.query), get(layer, adapter.attention_out)
+        ffn_in = get(layer, adapter.ffn_in)
+        inner = query.out_features
+        total += 3 * query.in_features * inner + inner * out.out_features
         total += 2 * seq_len * inner  # QK^T and attention x V
-        total += 2 * layer.intermediate.dense.in_features * layer.intermediate.dense.out_features
+        total += 2 * ffn_in.in_features * ffn_in.out_features
     return total
 
 
@@ -178,6 +222,6 @@ def model_meta(model: PreTrainedModel, seq_len: int) -> dict[str, Any]:
     import contextlib
 
     meta: dict[str, Any] = {"parameters": sum(p.numel() for p in model.parameters())}
-    with contextlib.suppress(PassFailed):  # not a BERT-like encoder: no FLOPs figure
+    with contextlib.suppress(PassFailed, UserError):  # no adapter: no FLOPs figure
         meta["macs_per_token"] = linear_flops_per_token(model, seq_len)
     return meta

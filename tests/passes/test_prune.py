@@ -89,3 +89,17 @@ def test_layer_regexes_are_validated() -> None:
         PruneConfig(targets=["("])
     with pytest.raises(ValueError, match="valid regex"):
         PruneConfig(ignore=["[a-"])
+
+
+def test_layers_cut_after_heads_keep_the_heads_record_on_the_new_layer_numbers(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
+) -> None:
+    heads = apply(tiny_hf, PruneConfig(heads=0.5, importance="magnitude"), make_ctx("heads"))
+    ctx = make_ctx("layers")
+    out = apply(heads, PruneConfig(layers=[1, 3]), ctx)
+    before = AutoModelForSequenceClassification.from_pretrained(heads.path).config.pruned_heads
+    model = AutoModelForSequenceClassification.from_pretrained(out.path)
+    expected = {new: sorted(before[old]) for new, old in enumerate([1, 3]) if old in before}
+    assert {int(k): sorted(v) for k, v in model.config.pruned_heads.items()} == expected
+    kept = [model.bert.encoder.layer[i].attention.self.num_attention_heads for i in range(2)]
+    assert kept == [2 - len(before.get(old, [])) for old in (1, 3)]

@@ -9,7 +9,7 @@ from compress.artifacts import Artifact
 from compress.errors import DataError
 from compress.passes.base import PassContext
 from compress.passes.prune_vocab import PruneVocabConfig, apply
-from compress.text.vocab import wordpiece_vocab
+from compress.text.vocab import vocabulary
 
 
 def test_vocabulary_shrinks_and_kept_text_is_unchanged(
@@ -25,7 +25,7 @@ def test_vocabulary_shrinks_and_kept_text_is_unchanged(
     old_model = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path).eval()
 
     used = {t for text in corpus for t in old_tok.tokenize(text)}
-    new_vocab = wordpiece_vocab(out.path)
+    new_vocab = vocabulary(out.path)
     assert set(new_vocab) == used | set(old_tok.all_special_tokens)
     assert sorted(new_vocab.values()) == list(range(len(new_vocab)))  # dense ids
     assert new_model.config.vocab_size == len(new_vocab)
@@ -53,7 +53,7 @@ def test_unseen_words_become_unk(
     ctx = make_ctx("unk")
     out = apply(tiny_hf, PruneVocabConfig(corpus=str(corpus)), ctx)
     new_tok = AutoTokenizer.from_pretrained(out.path)
-    assert "superb" in wordpiece_vocab(tiny_hf.path)
+    assert "superb" in vocabulary(tiny_hf.path)
     assert new_tok.tokenize("good superb movie") == ["good", "[UNK]", "movie"]
     assert 0 < ctx.metrics["validation_unk_share"] < 1
 
@@ -61,8 +61,8 @@ def test_unseen_words_become_unk(
 def test_reserve_and_min_count(tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]) -> None:
     ctx = make_ctx("rs")
     out = apply(tiny_hf, PruneVocabConfig(reserve=10, min_count=1000), ctx)
-    kept = wordpiece_vocab(out.path)
-    old = wordpiece_vocab(tiny_hf.path)
+    kept = vocabulary(out.path)
+    old = vocabulary(tiny_hf.path)
     by_id = {i: t for t, i in old.items()}
     assert set(kept) == {by_id[i] for i in range(10)} | set(
         AutoTokenizer.from_pretrained(tiny_hf.path).all_special_tokens
@@ -75,7 +75,7 @@ def test_corpus_file(
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("good movie\nbad film\n")
     out = apply(tiny_hf, PruneVocabConfig(corpus=str(corpus)), make_ctx("file"))
-    assert {"good", "movie", "bad", "film"} <= set(wordpiece_vocab(out.path))
-    assert "awful" not in wordpiece_vocab(out.path)
+    assert {"good", "movie", "bad", "film"} <= set(vocabulary(out.path))
+    assert "awful" not in vocabulary(out.path)
     with pytest.raises(DataError, match="not found"):
         apply(tiny_hf, PruneVocabConfig(corpus=str(tmp_path / "none.txt")), make_ctx("none"))

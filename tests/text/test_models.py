@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from compress.errors import ModelLoadError
-from compress.text.models import load_classifier, resolve_source
+from compress.text.models import load_classifier, load_tokenizer, resolve_source, save_hf
 
 
 def test_resolve_offline_local_and_hub(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -50,3 +50,25 @@ def test_remote_code_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     (folder / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")
     with pytest.raises(ModelLoadError, match="never runs code shipped with a model"):
         load_classifier(str(folder))
+
+
+def test_inputs_the_model_does_not_take_are_not_fed(tmp_path: Path) -> None:
+    """A DistilBERT saved with a BERT tokenizer (which emits token_type_ids) still runs."""
+    from transformers import (
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    from tests.archs import build
+
+    folder = build("distilbert", tmp_path / "m")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    model, tokenizer = load_classifier(str(folder), ["neg", "pos"])
+    batch = tokenizer(["good film"], return_tensors="pt")
+    assert "token_type_ids" not in batch
+    model(**batch)
+    save_hf(model, tokenizer, tmp_path / "saved")
+    assert "token_type_ids" not in load_tokenizer(tmp_path / "saved")(["good"])
+    assert isinstance(model.config, DistilBertConfig)
+    assert isinstance(model, DistilBertForSequenceClassification)
