@@ -81,7 +81,7 @@ def decode(item: np.ndarray | Path) -> np.ndarray:
         raise DataError(f"{item}: not a readable image ({exc})") from None
 
 
-OFFLINE_IMAGE_DATASETS = ("mnist", "photos")
+OFFLINE_IMAGE_DATASETS = ("mnist", "fashion-mnist", "photos")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _SKIMAGE_PHOTOS = (
     "astronaut", "brick", "camera", "cat", "clock", "coffee", "coins", "colorwheel", "grass",

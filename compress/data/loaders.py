@@ -153,6 +153,8 @@ def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
         return _split(spec, images, ids, names)
     if spec.source == "photos":
         return _photos(spec)
+    if spec.source == "fashion-mnist":
+        return _fashion_mnist(spec)
     path = _local(spec.source, base_dir)
     if path.is_dir():
         images, raw = datasets.image_folder(path)
@@ -168,6 +170,43 @@ def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
         )
     labels, names = encode_labels(raw, spec.labels, str(path))
     return _split(spec, images, labels, names)
+
+
+def _fashion_mnist(spec: DataSpec) -> Dataset:
+    """Fashion-MNIST with its authors' split: test rows from their 10,000 test images,
+    validation and training rows from their 60,000 training images."""
+    from compress.data.fashion_mnist import LABELS, fashion_mnist
+    from compress.data.images import ImageList
+
+    if spec.labels is not None and spec.labels != LABELS:
+        raise DataError(f"fashion-mnist has labels {LABELS}; remove 'labels' from data")
+    parts = fashion_mnist()
+    (x_train, y_train), (x_test, y_test) = parts["train"], parts["test"]
+    if spec.test_size > len(x_test) or spec.validation_size >= len(x_train):
+        raise DataError(
+            f"fashion-mnist has {len(x_test)} test and {len(x_train)} training images: "
+            f"test_size={spec.test_size} or validation_size={spec.validation_size} is too large"
+        )
+    rng = np.random.default_rng(spec.split_seed)
+    test = rng.permutation(len(x_test))[: spec.test_size]
+    rest = rng.permutation(len(x_train))
+    val, train = rest[: spec.validation_size], rest[spec.validation_size :]
+    if spec.train_samples is not None:
+        train = train[: spec.train_samples]
+
+    def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
+        return Split(ImageList(list(x[idx])), y[idx])
+
+    splits = {
+        "train": split(x_train, y_train, train),
+        "validation": split(x_train, y_train, val),
+        "test": split(x_test, y_test, test),
+    }
+    key = hash_json(
+        {k: [_fingerprint(s.inputs), s.labels.tolist()] for k, s in splits.items()}
+        | {"labels": LABELS}
+    )
+    return Dataset(LABELS, splits["train"], splits["validation"], splits["test"], spec.source, key)
 
 
 def _photos(spec: DataSpec) -> Dataset:

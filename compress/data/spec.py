@@ -6,7 +6,7 @@ from pydantic import Field
 
 from compress.options import StrictOptions
 
-OFFLINE_DATASETS = ("rotten-tomatoes", "mnist", "photos")
+OFFLINE_DATASETS = ("rotten-tomatoes", "mnist", "fashion-mnist", "photos")
 
 
 class DataSpec(StrictOptions):
@@ -14,7 +14,7 @@ class DataSpec(StrictOptions):
 
     Text: `source` is an offline default (`rotten-tomatoes`), a local file
     (`.csv`, `.tsv`, `.jsonl`, `.json`, `.parquet`), or a Hugging Face dataset
-    id (needs the `datasets` package and a reachable hub). Images: `mnist`,
+    id (needs the `datasets` package and a reachable hub). Images: `mnist`, `fashion-mnist`,
     `photos` (unlabelled real photos, labelled by the input model), a folder
     with one sub-folder of images per class, or a `.npz` file.
     """
