@@ -234,11 +234,12 @@ def _error_lines(report: dict[str, Any]) -> list[str]:
             lines = ["", "## Layers with the largest INT8 error", ""]
             lines += [
                 "Each quantized layer's output is compared with FP32 on calibration data; "
-                "'added' is the error it adds beyond its inputs' (see `max_accuracy_drop`).",
+                "'added' is the normalised squared error it adds beyond its inputs' (see "
+                "`max_accuracy_drop`).",
                 "",
             ]
         named = ", ".join(
-            f"`{e.get('node')}` ({e.get('added', 0):.3f})" for e in ranked if isinstance(e, dict)
+            f"`{e.get('node')}` ({e.get('added', 0):.2g})" for e in ranked if isinstance(e, dict)
         )
         lines.append(f"- {stage.get('stage')}:{stage.get('variant')}: {named}")
     return lines

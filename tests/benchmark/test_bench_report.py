@@ -200,7 +200,7 @@ def test_markdown_names_the_layers_with_the_largest_int8_error(
     stages[-1]["quantization_error"] = ranked
     text = render_markdown(build_report(stages, method))
     assert "## Layers with the largest INT8 error" in text
-    assert "`/layer.2/MatMul` (0.415), `/pooler/Gemm` (0.170)" in text
+    assert "`/layer.2/MatMul` (0.41), `/pooler/Gemm` (0.17)" in text
 
 
 def test_speedup_is_the_median_of_interleaved_rounds(
