@@ -24,6 +24,22 @@ def save_output(model: Any, processor: Any, ctx: PassContext) -> Artifact:
     return Artifact("hf", ctx.work_dir, ctx.key, [variant], meta)
 
 
+def labelled_batches(processor: Any, ctx: PassContext, count: int) -> list[dict[str, Any]]:
+    """`count` training batches of 32 (model inputs plus `labels`), e.g. for importance scores."""
+    import numpy as np
+    import torch
+
+    from compress.data.batches import bucketed_batches
+
+    encoded = ctx.task.encode(processor, ctx.data.train.inputs, ctx.max_length)
+    order = bucketed_batches(ctx.task.lengths(encoded), 32, np.random.default_rng(ctx.seed))
+    labels = torch.as_tensor(ctx.data.train.labels)
+    return [
+        {**ctx.task.collate(processor, encoded, idx), "labels": labels[idx]}
+        for idx in order[:count]
+    ]
+
+
 def onnx_validation_accuracy(
     ctx: PassContext,
     processor: Any,

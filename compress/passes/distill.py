@@ -108,9 +108,16 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
         student, processor = ctx.task.load(location, ctx.data.label_names)
         keep = None
     else:
-        keep = pick_layers(teacher.config.num_hidden_layers, cfg.layers, "distill.layers")
-        student = keep_layers(teacher, keep)
-        ctx.log(f"student keeps teacher layers {keep} of {teacher.config.num_hidden_layers}")
+        image = ctx.task.input_kind == "images"  # a ViT inside its image wrapper
+        encoder = teacher.net if image else teacher
+        depth = encoder.config.num_hidden_layers
+        keep = pick_layers(depth, cfg.layers, "distill.layers")
+        student = keep_layers(encoder, keep)
+        if image:
+            from compress.vision.hf_models import HFImageClassifier
+
+            student = HFImageClassifier(student)
+        ctx.log(f"student keeps teacher layers {keep} of {depth}")
 
     if cfg.hidden_weight == 0:
         logits = split_logits(teacher, teacher_processor, ctx.data.train, ctx, "teacher")
@@ -125,11 +132,8 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
 
 
 def _check(cfg: DistillConfig, task: str) -> None:
-    if task != "text-classification" and cfg.student is None:
-        raise ValueError(
-            "for image models give `student:` (an offline architecture such as mnist-cnn, "
-            "or a model folder); picking layers works for transformer encoders only"
-        )
+    if task != "text-classification" and cfg.hidden_weight > 0:
+        raise ValueError("hidden_weight matches hidden states of text encoders only")
 
 
 def _check_model(cfg: DistillConfig, info: ModelInfo) -> None:

@@ -16,11 +16,11 @@ from pydantic import Field
 from compress.artifacts import Artifact, ModelInfo
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-from compress.passes.common import load_input, save_output
+from compress.passes.common import labelled_batches, load_input, save_output
 from compress.passes.training import RecoveryConfig
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
 
 class PruneConfig(PassConfig):
@@ -47,8 +47,9 @@ class PruneConfig(PassConfig):
 
 
 def _prune_in_place(
-    model: PreTrainedModel, cfg: PruneConfig, ctx: PassContext, tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel, cfg: PruneConfig, ctx: PassContext, batches: Any, runner: Any
 ) -> dict[str, Any]:
+    """Cut `model`; `runner(model)` is what runs inputs through it (its image wrapper)."""
     from compress.text.layers import keep_layers, pick_layers
     from compress.text.pruning import (
         ffn_width,
@@ -70,15 +71,7 @@ def _prune_in_place(
     if cfg.heads == 0 and cfg.ffn == 0:
         return {"model": model, **report}
     if cfg.importance == "taylor":
-        head_scores, neuron_scores = taylor_scores(
-            model,
-            tokenizer,
-            ctx.data.train,
-            ctx.max_length,
-            cfg.importance_batches,
-            32,
-            ctx.seed,
-        )
+        head_scores, neuron_scores = taylor_scores(model, batches(), runner(model))
     else:
         head_scores, neuron_scores = magnitude_scores(model)
     if cfg.heads > 0:
@@ -101,33 +94,55 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
     from compress.passes.training import default_device, recover, split_logits
-    from compress.text.pruning import linear_flops_per_token
 
-    model, tokenizer = load_input(artifact, ctx)
+    model, processor = load_input(artifact, ctx)
     model.eval().to(default_device())
+    image = ctx.task.input_kind == "images"
+    encoder: PreTrainedModel = model.net if image else model  # a ViT inside its image wrapper
     before_params = sum(p.numel() for p in model.parameters())
-    before_flops = linear_flops_per_token(model, ctx.max_length)
+    before_macs = _macs(model, processor, ctx)
     teacher_logits = None
     if cfg.recovery is not None:
-        logits = split_logits(model, tokenizer, ctx.data.train, ctx, "unpruned")
+        logits = split_logits(model, processor, ctx.data.train, ctx, "unpruned")
         teacher_logits = torch.as_tensor(logits)
-    result = _prune_in_place(model, cfg, ctx, tokenizer)
-    pruned: PreTrainedModel = result.pop("model")
+
+    def batches() -> list[dict[str, Any]]:
+        return labelled_batches(processor, ctx, cfg.importance_batches)
+
+    def runner(encoder: Any) -> Any:  # a ViT runs inside its wrapper; after a layer cut, the copy
+        if not image:
+            return encoder
+        model.net = encoder
+        return model
+
+    result = _prune_in_place(encoder, cfg, ctx, batches, runner)
+    pruned: Any = runner(result.pop("model"))
     after_params = sum(p.numel() for p in pruned.parameters())
-    after_flops = linear_flops_per_token(pruned, ctx.max_length)
+    after_macs = _macs(pruned, processor, ctx)
+    what = "MACs per image" if image else "encoder matmul MACs/token"
     ctx.metrics.update(result)
     ctx.metrics.update(
         parameters=[before_params, after_params],
-        matmul_macs_per_token=[before_flops, after_flops],
-        flops_ratio=before_flops / after_flops,
+        flops_ratio=before_macs / after_macs,
+        **{"macs_per_example" if image else "matmul_macs_per_token": [before_macs, after_macs]},
     )
     ctx.log(
         f"parameters {before_params / 1e6:.2f}M -> {after_params / 1e6:.2f}M; "
-        f"encoder matmul MACs/token {before_flops / 1e6:.1f}M -> {after_flops / 1e6:.1f}M "
-        f"({before_flops / after_flops:.2f}x fewer)"
+        f"{what} {before_macs / 1e6:.1f}M -> {after_macs / 1e6:.1f}M "
+        f"({before_macs / after_macs:.2f}x fewer)"
     )
-    recover(pruned, tokenizer, cfg.recovery, teacher_logits, ctx)
-    return save_output(pruned, tokenizer, ctx)
+    recover(pruned, processor, cfg.recovery, teacher_logits, ctx)
+    return save_output(pruned, processor, ctx)
+
+
+def _macs(model: Any, processor: Any, ctx: PassContext) -> int:
+    if ctx.task.input_kind == "images":
+        from compress.vision.pruning import count_macs
+
+        return count_macs(model, processor)
+    from compress.text.pruning import linear_flops_per_token
+
+    return linear_flops_per_token(model, ctx.max_length)
 
 
 def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
@@ -135,7 +150,7 @@ def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
 
     problem = unsupported(info.model_type, "prune")
     if problem is not None:
-        raise ValueError(problem)
+        raise ValueError(f"{problem}; for CNNs use prune_channels")
     adapter = ADAPTERS[info.model_type]
     if cfg.heads > 0 and not adapter.prunes_heads:
         raise ValueError(f"heads: {adapter.family} {HEADS_UNSUPPORTED}")
@@ -143,12 +158,12 @@ def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
 
 PASS = PassInfo(
     name="prune",
-    summary="Remove heads, FFN neurons and layers of transformers; optional distilled recovery.",
+    summary="Remove heads, FFN neurons and layers of transformers (text encoders, ViT); "
+    "optional distilled recovery.",
     config=PruneConfig,
     apply=apply,
     consumes="hf",
     produces="hf",
-    tasks=("text-classification",),
     check_model=_check_model,
     data_parallel=True,
 )

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, ModelInfo
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-from compress.passes.common import load_input, save_output
+from compress.passes.common import labelled_batches, load_input, save_output
 from compress.passes.training import RecoveryConfig
 
 
@@ -39,10 +39,8 @@ class PruneChannelsConfig(PassConfig):
 
 
 def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Artifact:
-    import numpy as np
     import torch
 
-    from compress.data.batches import bucketed_batches
     from compress.passes.training import default_device, recover, split_logits
     from compress.vision.pruning import count_macs, prune_channels
 
@@ -55,13 +53,7 @@ def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Art
         )
     calibration = None
     if cfg.importance == "taylor":
-        encoded = ctx.task.encode(processor, ctx.data.train.inputs, ctx.max_length)
-        order = bucketed_batches(ctx.task.lengths(encoded), 32, np.random.default_rng(ctx.seed))
-        labels = torch.as_tensor(ctx.data.train.labels)
-        calibration = [
-            {**ctx.task.collate(processor, encoded, idx), "labels": labels[idx]}
-            for idx in order[: cfg.importance_batches]
-        ]
+        calibration = labelled_batches(processor, ctx, cfg.importance_batches)
     before_params = sum(p.numel() for p in model.parameters())
     before_macs = count_macs(model, processor)
     changed = prune_channels(
@@ -91,6 +83,18 @@ def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Art
     return save_output(model, processor, ctx)
 
 
+CNNS = ("mnist-cnn", "efficientnet-lite0", "resnet", "mobilenet_v2")  # checked to reload
+
+
+def _check_model(cfg: PruneChannelsConfig, info: ModelInfo) -> None:
+    if info.model_type not in CNNS:
+        hint = "; for ViT use prune (heads, ffn, layers)" if info.model_type == "vit" else ""
+        raise ValueError(
+            f"prune_channels does not support '{info.model_type}' (supported: "
+            f"{', '.join(CNNS)}){hint}"
+        )
+
+
 PASS = PassInfo(
     name="prune_channels",
     summary="Remove conv channels of CNNs (torch-pruning, dependency-aware); optional recovery.",
@@ -100,5 +104,6 @@ PASS = PassInfo(
     produces="hf",
     requires=(("torch_pruning", "pip install torch-pruning==1.6.1"),),
     tasks=("image-classification",),
+    check_model=_check_model,
     data_parallel=True,
 )

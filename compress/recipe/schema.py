@@ -27,6 +27,13 @@ class ModelSpec(StrictOptions):
 
     source: str = Field("minilm-l6", description="offline name, local model folder, or hub id")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        description="image models: resize inputs to this size instead of the model's own "
+        "(e.g. 64 to fine-tune an ImageNet CNN on small images on a CPU)",
+    )
 
 
 class RecipeDoc(StrictOptions):

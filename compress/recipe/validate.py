@@ -74,6 +74,8 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
     except ValidationError as exc:
         raise _first_error(exc, (), fail) from None
     task = get_task(doc.task)
+    if doc.model.image_size is not None and task.input_kind != "images":
+        raise fail("image_size is for image-classification recipes", ("model", "image_size"))
     doc = _with_sources(doc, data, task, file, fail)
     steps: list[PassStep] = []
     for index, entry in enumerate(doc.passes):

@@ -101,6 +101,7 @@ def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
     labels = data.label_names if data.labelled else None
     key = hash_json(
         {"source": source_key, "labels": labels, "seed": recipe.doc.seed, "version": __version__}
+        | ({"image_size": spec.image_size} if spec.image_size else {})
     )
     folder = run.path / INPUT_STEP
     if not dist.is_main():
@@ -113,6 +114,11 @@ def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
     started = time.time()
     seed_everything(recipe.doc.seed)  # a new head (or model) is initialised the same every run
     model, processor = task.load(location, labels, spec.revision)
+    if spec.image_size is not None and spec.image_size != processor.size:
+        import dataclasses
+
+        print(f"  images resized to {spec.image_size}x{spec.image_size} (model: {processor.size})")
+        processor = dataclasses.replace(processor, size=spec.image_size)
     with step_writer(folder) as work:
         task.save(model, processor, work)
         variant = Variant("fp32", runtime="torch", precision="fp32", target="portable")

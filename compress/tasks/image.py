@@ -32,7 +32,25 @@ class ImageClassification:
     sample_data = "photos"
 
     def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
-        return None  # image passes check their model when it loads
+        import json
+
+        from compress.artifacts import read_model_info
+
+        if source in OFFLINE:
+            return ModelInfo(source, source, None)
+        path = Path(source).expanduser()
+        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+            path = base_dir / path
+        if not path.is_dir():
+            return read_model_info(source)  # a hub id: only if cached, never downloaded here
+        try:
+            data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # reported when the model loads
+        if not isinstance(data, dict):
+            return None
+        kind = data.get("model_type") or data.get("architecture")  # transformers' or compress's
+        return ModelInfo(str(path), str(kind), None) if kind else None
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         if source in OFFLINE:
@@ -40,11 +58,16 @@ class ImageClassification:
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
             path = base_dir / path
-        if not path.is_dir():
-            raise ModelLoadError(
-                f"{source}: image model folder not found (offline models: {', '.join(OFFLINE)})"
-            )
-        return str(path.resolve())
+        if path.is_dir():
+            return str(path.resolve())
+        if source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            from compress.vision.hf_models import hub_snapshot
+
+            return hub_snapshot(source)
+        raise ModelLoadError(
+            f"{source}: image model folder not found (offline models: {', '.join(OFFLINE)}; "
+            "or a transformers image classifier's hub id)"
+        )
 
     def load(
         self, location: str, label_names: list[str] | None, revision: str | None = None

@@ -1,8 +1,9 @@
-"""Where each encoder architecture keeps its layers, attention heads, FFN and embeddings.
+"""Where each transformer encoder keeps its layers, attention heads, FFN and embeddings.
 
 One table row per Hugging Face `model_type`, so the passes that cut models
-(`prune`, `distill` by layers, `prune_vocab`) reach every supported family the
-same way instead of branching on class names. Paths are attribute paths from
+(`prune`, `distill` by layers, `prune_vocab`) reach every supported family
+(text encoders, and ViT among image classifiers) the same way instead of
+branching on class names. Paths are attribute paths from
 the base model (`model.base_model`) or from one transformer block.
 
 `prunes_heads` says whether transformers can rebuild the family with fewer
@@ -55,6 +56,16 @@ ADAPTERS: dict[str, EncoderAdapter] = {
     "electra": _bert_like("ELECTRA"),
     "roberta": _bert_like("RoBERTa"),
     "xlm-roberta": _bert_like("XLM-RoBERTa"),
+    "vit": EncoderAdapter(
+        "ViT",
+        layers="encoder.layer",
+        query="attention.attention.query",
+        key="attention.attention.key",
+        value="attention.attention.value",
+        attention_out="attention.output.dense",
+        ffn_in="intermediate.dense",
+        ffn_out="output.dense",
+    ),
     "distilbert": EncoderAdapter(
         "DistilBERT",
         layers="transformer.layer",
@@ -126,7 +137,8 @@ def tokenizer_unsupported(kind: str | None) -> str | None:
 
 def adapter_of(model: Any, what: str) -> EncoderAdapter:
     """The adapter of a loaded model (by `config.model_type`)."""
-    return adapter_for(str(getattr(model.config, "model_type", type(model).__name__)), what)
+    config = getattr(model, "config", None)
+    return adapter_for(str(getattr(config, "model_type", type(model).__name__)), what)
 
 
 def get(module: Any, path: str) -> Any:

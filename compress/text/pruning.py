@@ -17,14 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compress.data import Split
-from compress.data.batches import bucketed_batches
 from compress.errors import PassFailed, UserError
 from compress.text.adapters import HEADS_UNSUPPORTED, adapter_of, get, put
-from compress.text.tokens import collate, encode
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
 
 def encoder_layers(model: PreTrainedModel) -> list[Any]:
@@ -97,18 +94,16 @@ def magnitude_scores(model: PreTrainedModel) -> tuple[list[np.ndarray], list[np.
 
 def taylor_scores(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    split: Split,
-    max_length: int,
-    batches: int,
-    batch_size: int,
-    seed: int,
+    batches: list[dict[str, Any]],
+    forward: Any = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer: head scores |dL/d mask| (Michel et al.) and neuron scores |w * dL/dw|.
 
-    The head mask multiplies each head's slice of the attention output
-    projection's input (a forward pre-hook), which works the same for every
-    architecture in the adapter table.
+    `batches` are model inputs with their `labels`; `forward` is what runs them
+    (default: `model`; an image model's wrapper for a ViT). The head mask
+    multiplies each head's slice of the attention output projection's input (a
+    forward pre-hook), which works the same for every architecture in the
+    adapter table.
     """
     import torch
 
@@ -127,18 +122,16 @@ def taylor_scores(
         get(layer, adapter.attention_out).register_forward_pre_hook(masking(mask))
         for layer, mask in zip(layers, masks, strict=True)
     ]
-    encoded = encode(tokenizer, split.texts, max_length)
-    order = bucketed_batches(
-        [len(e["input_ids"]) for e in encoded], batch_size, np.random.default_rng(seed)
-    )
-    labels = torch.as_tensor(split.labels).to(device)
+    run = forward if forward is not None else model
     head_acc = [torch.zeros(n, device=device) for n in counts]
     neuron_acc = [torch.zeros(get(b, adapter.ffn_in).out_features, device=device) for b in layers]
-    model.eval()  # no dropout: scores of the deterministic model
+    run.eval()  # no dropout: scores of the deterministic model
     try:
-        for idx in order[:batches]:
-            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
-            loss = model(**batch, labels=labels[idx]).loss
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            out = run(**inputs)
+            logits = getattr(out, "logits", out)  # a transformers output, or a tensor
+            loss = torch.nn.functional.cross_entropy(logits, batch["labels"].to(device))
             model.zero_grad()
             for mask in masks:
                 mask.grad = None

@@ -41,6 +41,12 @@ class ImageClassifier(nn.Module):
             raise ModelLoadError(f"the classification layer '{self.head}' is not nn.Linear")
         return layer
 
+    def replace_classifier(self, layer: nn.Linear) -> None:
+        setattr(self.net, self.head, layer)
+
+    def set_labels(self, label_names: list[str]) -> None:
+        self.label_names = list(label_names)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(pixel_values)
         return out

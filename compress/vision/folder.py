@@ -24,6 +24,7 @@ from compress.vision.architectures import (
     efficientnet_lite0_imagenet,
 )
 from compress.vision.images import ImageProcessor
+from compress.vision.widths import conform
 
 FORMAT = "compress-image-classifier"
 WEIGHTS = "model.safetensors"
@@ -31,12 +32,14 @@ OFFLINE_IMAGE_MODELS = ("mnist-cnn", "efficientnet-lite0")
 
 
 def is_image_folder(folder: Path) -> bool:
-    """True when `folder/config.json` describes a compress image classifier."""
+    """Whether `folder/config.json` is an image classifier (compress's or transformers')."""
+    from compress.vision.hf_models import is_hf_image_config
+
     try:
         data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    return isinstance(data, dict) and (data.get("format") == FORMAT or is_hf_image_config(data))
 
 
 def offline_model(
@@ -63,7 +66,10 @@ def load(
     from safetensors.torch import load_file
 
     from compress.artifacts.guard import check_finite, refuse_pickle_only
+    from compress.vision.hf_models import is_hf_image_config, load_hf
 
+    if is_hf_image_config(_read_json(folder)):
+        return load_hf(folder, label_names)
     config = _read_config(folder)
     weights = folder / WEIGHTS
     refuse_pickle_only(folder)
@@ -109,6 +115,11 @@ def save(model: ImageClassifier, processor: ImageProcessor, folder: Path) -> Non
     """Write the model folder (safetensors weights, config with labels, preprocessing)."""
     from safetensors.torch import save_file
 
+    from compress.vision.hf_models import HFImageClassifier, save_hf
+
+    if isinstance(model, HFImageClassifier):
+        save_hf(model, processor, folder)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
@@ -124,56 +135,30 @@ def save(model: ImageClassifier, processor: ImageProcessor, folder: Path) -> Non
     processor.save(folder)
 
 
-def architecture_of(folder: Path) -> str:
-    name: str = _read_config(folder)["architecture"]
-    return name
-
-
-def conform(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Resize every conv / batch-norm / linear layer of `model` to the widths in `state`."""
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        weight = state.get(prefix + "weight")
-        if weight is None:
-            continue
-        if isinstance(module, nn.Conv2d):
-            depthwise = module.groups > 1 and module.groups == module.in_channels
-            module.out_channels = int(weight.shape[0])
-            if depthwise:
-                module.groups = module.in_channels = int(weight.shape[0])
-            else:
-                module.in_channels = int(weight.shape[1]) * module.groups
-        elif isinstance(module, nn.BatchNorm2d):
-            module.num_features = int(weight.shape[0])
-            for buffer in ("running_mean", "running_var"):
-                if getattr(module, buffer) is not None:
-                    setattr(module, buffer, torch.zeros_like(state[prefix + buffer]))
-        elif isinstance(module, nn.Linear):
-            module.out_features, module.in_features = (int(s) for s in weight.shape)
-        else:
-            continue
-        module.weight = nn.Parameter(torch.empty_like(weight))
-        if getattr(module, "bias", None) is not None and prefix + "bias" in state:
-            module.bias = nn.Parameter(torch.empty_like(state[prefix + "bias"]))
-
-
 def replace_head(model: ImageClassifier, label_names: list[str]) -> None:
     """A freshly initialised classification layer for `label_names`."""
-    old = model.classifier()
-    setattr(model.net, model.head, nn.Linear(old.in_features, len(label_names)))
-    model.label_names = list(label_names)
+    model.replace_classifier(nn.Linear(model.classifier().in_features, len(label_names)))
+    model.set_labels(label_names)
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def _read_json(folder: Path) -> Any:
     path = folder / "config.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"{folder}: not a model folder (no config.json)") from None
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    data = _read_json(folder)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelLoadError(f"{folder}: config.json does not describe an image classifier")
+        raise ModelLoadError(
+            f"{folder}: config.json describes neither a compress image classifier nor a "
+            "transformers *ForImageClassification model"
+        )
     for key in ("architecture", "id2label"):
         if key not in data:
             raise ModelLoadError(f"{path}: missing '{key}'")

@@ -79,6 +79,9 @@ class ImageProcessor:
         path = folder / PROCESSOR_FILE
         try:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            if "image_mean" in data or isinstance(data.get("size"), dict):  # transformers' form
+                channels = int(data.get("channels", len(data.get("image_mean") or [0] * 3)))
+                return processor_from_hf(data, channels)
             return cls(
                 size=int(data["size"]),
                 channels=int(data.get("channels", 3)),
@@ -89,3 +92,19 @@ class ImageProcessor:
             raise ModelLoadError(f"{folder}: no {PROCESSOR_FILE} (image preprocessing)") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{path}: not a valid image preprocessing file ({exc})") from None
+
+
+def processor_from_hf(data: dict[str, Any], channels: int) -> ImageProcessor:
+    """compress's preprocessing from a transformers `preprocessor_config.json`."""
+    size: Any = data.get("crop_size") if data.get("do_center_crop") else None
+    size = size or data.get("size")
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge") or size.get("width")
+    if not isinstance(size, int | float):
+        raise ModelLoadError(f"{PROCESSOR_FILE}: no image size (size / crop_size)")
+    normalize = data.get("do_normalize", True)
+    mean = list(data.get("image_mean") or [0.5] * channels) if normalize else [0.0] * channels
+    std = list(data.get("image_std") or [0.5] * channels) if normalize else [1.0] * channels
+    if len(mean) != channels:  # e.g. RGB statistics on a grayscale model: average them
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return ImageProcessor(size=int(size), channels=channels, mean=tuple(mean), std=tuple(std))

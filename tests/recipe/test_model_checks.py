@@ -62,3 +62,29 @@ def test_a_given_student_is_checked_in_place_of_the_teacher(tmp_path: Path) -> N
     err = error_of(path)
     assert err.key == "passes[1].prune" and "'albert'" in str(err)
     load_recipe(recipe(tmp_path, "  - distill:\n      student: ./student\n  - prune_vocab\n"))
+
+
+def test_image_passes_check_the_architecture(tmp_path: Path) -> None:
+    fake_model(tmp_path / "m", "convnext", tokenizer=None)
+    text = "task: image-classification\nmodel:\n  source: ./m\ndata:\n  source: mnist\npasses:\n"
+    path = tmp_path / "r.yaml"
+    path.write_text(text + "  - prune_channels\n")
+    assert "prune_channels does not support 'convnext'" in str(error_of(path))
+    path.write_text(text.replace("./m", "mnist-cnn") + "  - prune:\n      ffn: 0.5\n")
+    assert "model type 'mnist-cnn'" in str(error_of(path)) and "prune_channels" in str(
+        error_of(path)
+    )
+    path.write_text(text + "  - export_onnx\n  - quantize\n")
+    load_recipe(path)
+
+
+def test_image_size_is_for_image_recipes(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  source: minilm-l6\n  image_size: 64\n")
+    err = error_of(path)
+    assert err.key == "model.image_size" and err.line == 3
+    path.write_text(
+        "task: image-classification\nmodel:\n  source: efficientnet-lite0\n  image_size: 64\n"
+        "data:\n  source: fashion-mnist\npasses:\n  - export_onnx\n"
+    )
+    assert load_recipe(path).doc.model.image_size == 64

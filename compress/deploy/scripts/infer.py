@@ -46,9 +46,12 @@ def image_feeds(paths: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     from PIL import Image
 
     config = json.loads((HERE / "preprocessor_config.json").read_text())
-    size, channels = int(config["size"]), int(config["channels"])
-    mean = np.asarray(config["mean"], dtype=np.float32)[:, None, None]
-    std = np.asarray(config["std"], dtype=np.float32)[:, None, None]
+    size = config["size"]  # compress's form: an int; transformers' form: {"height", "width"}
+    size = int(size["height"] if isinstance(size, dict) else size)
+    mean_values = config.get("mean", config.get("image_mean"))
+    channels = int(config.get("channels", len(mean_values)))
+    mean = np.asarray(mean_values, dtype=np.float32)[:, None, None]
+    std = np.asarray(config.get("std", config.get("image_std")), dtype=np.float32)[:, None, None]
     batch = np.empty((len(paths), channels, size, size), dtype=np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as opened:
