@@ -7,6 +7,7 @@ exactness, which hold for any weights.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ from compress.passes.prune_vocab import PruneVocabConfig
 from compress.passes.prune_vocab import apply as prune_vocab
 from compress.passes.quantize import QuantizeConfig
 from compress.passes.quantize import apply as quantize
+from compress.passes.tensorrt import TensorRTConfig
+from compress.passes.tensorrt import apply as build_trt
 from compress.text.adapters import ADAPTERS
 from compress.text.vocab import tokenizer_kind, vocabulary
 from compress.trt.lint import lint_onnx
@@ -147,6 +150,11 @@ def test_export_and_tensorrt_form_int8(
     )
     findings = lint_onnx(out.path / "model_int8_qdq.onnx", polygraphy=False)
     assert [f for f in findings if f.severity == "error"] == []  # incl. the parser, if installed
+    if importlib.util.find_spec("tensorrt_rtx") is not None:  # CI installs it (.ci/run)
+        ctx = _ctx(tmp_path, tiny_dataset, "engine")
+        cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=str(tmp_path))
+        engine = build_trt(out, cfg, ctx)
+        assert engine.kind == "engine" and ctx.metrics["tensorrt"]["parser_errors"] == 0
 
 
 def test_every_architecture_in_the_adapter_table_has_a_tiny_model_test() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from compress.passes.prune_channels import PruneChannelsConfig
 from compress.passes.prune_channels import apply as prune_channels
 from compress.passes.quantize import QuantizeConfig
 from compress.passes.quantize import apply as quantize
+from compress.passes.tensorrt import TensorRTConfig
+from compress.passes.tensorrt import apply as build_trt
 from compress.tasks import get_task
 from compress.trt.lint import lint_onnx
 from compress.vision.folder import load
@@ -102,6 +105,11 @@ def test_export_and_tensorrt_form_int8(
     out = quantize(onnx_artifact, cfg, ctx)
     findings = lint_onnx(out.path / "model_int8_qdq.onnx", polygraphy=False)
     assert [f for f in findings if f.severity == "error"] == []
+    if importlib.util.find_spec("tensorrt_rtx") is not None:  # CI installs it (.ci/run)
+        ctx = _ctx(tmp_path, mnist_slice, "engine")
+        cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=str(tmp_path))
+        engine = build_trt(out, cfg, ctx)
+        assert engine.kind == "engine" and ctx.metrics["tensorrt"]["parser_errors"] == 0
 
 
 RECIPE = """\
