@@ -150,7 +150,7 @@ def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
 
     problem = unsupported(info.model_type, "prune")
     if problem is not None:
-        raise ValueError(f"{problem}; for CNNs use prune_channels")
+        raise ValueError(f"{problem}; for CNN image models use prune_channels")
     adapter = ADAPTERS[info.model_type]
     if cfg.heads > 0 and not adapter.prunes_heads:
         raise ValueError(f"heads: {adapter.family} {HEADS_UNSUPPORTED}")

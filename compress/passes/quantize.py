@@ -22,13 +22,14 @@ target:
 correction and, for transformers, optional SmoothQuant); dynamic INT8 exists
 only in ONNX Runtime. `max_accuracy_drop` bounds the validation accuracy lost
 against the FP32 file: past it, the layers with the largest quantization error
-stay float until the drop is within budget (see `compress.quant.sensitivity`).
+stay float until the drop is within budget; `float_size_budget` instead picks,
+per layer, INT8 or float under a size budget from the measured per-layer
+error (see `compress.quant.sensitivity`).
 The top layers by quantization error are recorded for every Q/DQ file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,9 +41,10 @@ from compress.errors import PassFailed
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
 from compress.passes.calibration import CalibrationConfig, calibration_feeds
 from compress.passes.common import onnx_validation_accuracy
+from compress.passes.float_layers import AccuracyBudget, mixed_precision
 from compress.quant.nncf_backend import INSTALL_HINT
 from compress.quant.ort_quantize import CalibrationReader, Method, input_names, matching_nodes
-from compress.quant.sensitivity import keep_float_within_budget, layer_errors
+from compress.quant.sensitivity import layer_errors
 
 QuantizeTarget = Literal["cpu", "tensorrt"]
 """What an INT8 file is for: ONNX Runtime on CPUs, or TensorRT's explicit quantization."""
@@ -85,6 +87,13 @@ class QuantizeConfig(CalibrationConfig):
     max_float_layers: int = Field(
         8, ge=1, le=1000, description="at most this many layers kept float by max_accuracy_drop"
     )
+    float_size_budget: float | None = Field(
+        None,
+        gt=0,
+        le=3,
+        description="Q/DQ files: keep in float the layers whose measured INT8 error is largest "
+        "per byte, while the file grows at most this share over all-INT8 (0.1: +10%)",
+    )
     top_k_errors: int = Field(
         10, ge=0, le=1000, description="layers with the largest quantization error to record"
     )
@@ -107,6 +116,8 @@ class QuantizeConfig(CalibrationConfig):
             raise ValueError("reduce_range is an ONNX Runtime option: use backend: ort")
         if self.backend == "ort" and self.smooth_quant_alpha is not None:
             raise ValueError("smooth_quant_alpha needs backend: nncf")
+        if self.float_size_budget is not None and self.max_accuracy_drop is not None:
+            raise ValueError("choose float layers by float_size_budget or max_accuracy_drop")
         if self.backend == "nncf" and self.method != "minmax":
             raise ValueError("backend nncf calibrates with its own min-max; remove method")
         return self
@@ -184,7 +195,11 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
     processor = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)  # config + tokenizer beside the INT8 files
     variants: list[Variant] = []
-    budget = _Budget(cfg, ctx, processor) if cfg.max_accuracy_drop is not None else None
+    budget = (
+        AccuracyBudget(cfg.max_accuracy_drop, cfg.max_float_layers, ctx, processor)
+        if cfg.max_accuracy_drop is not None
+        else None
+    )
     feeds: list[Any] | None = None
     reduce = "cpu" in cfg.targets and cfg.backend == "ort" and _reduce_range(cfg, ctx)
     for target in cfg.targets:
@@ -234,6 +249,8 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
         ]
         if budget is not None:
             budget.fallback(source, out, build, [e.node for e in ranking], exact=tensorrt)
+        if cfg.float_size_budget is not None:
+            mixed_precision(cfg.float_size_budget, out, build, ranking, ctx)
         if tensorrt:
             _check_tensorrt_form(out, cfg, ctx)
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
@@ -265,83 +282,6 @@ def _check_tensorrt_form(out: Path, cfg: QuantizeConfig, ctx: PassContext) -> No
             f"{out.name} ({cfg.backend} backend) is not TensorRT-ready Q/DQ: "
             f"{'; '.join(form.problems[:3])}"
         )
-
-
-class _Budget:
-    """`max_accuracy_drop`: the FP32 reference accuracy and the fallback per INT8 file."""
-
-    def __init__(self, cfg: QuantizeConfig, ctx: PassContext, processor: Any) -> None:
-        self.cfg, self.ctx, self.processor = cfg, ctx, processor
-        self.reference: dict[Path, float] = {}
-
-    def _accuracy(self, file: Path, exact: bool = False) -> float:
-        return onnx_validation_accuracy(self.ctx, self.processor, file, exact=exact, log=False)
-
-    def _drop(self, source: Path, out: Path, exact: bool = False) -> tuple[float, float]:
-        if source not in self.reference:
-            self.reference[source] = self._accuracy(source)
-        accuracy = self._accuracy(out, exact)
-        return accuracy, 100 * (self.reference[source] - accuracy)
-
-    def check_only(self, source: Path, out: Path) -> None:
-        accuracy, drop = self._drop(source, out)
-        within = drop <= float(self.cfg.max_accuracy_drop or 0)
-        self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = {
-            "fp32_accuracy": self.reference[source],
-            "accuracy": accuracy,
-            "drop_points": drop,
-            "within_budget": within,
-            "float_layers": [],
-            "note": "dynamic INT8 is checked, not searched: the fallback works on Q/DQ files",
-        }
-        if not within:
-            self.ctx.log(f"{out.name}: drop {drop:.2f} points is over max_accuracy_drop")
-
-    def fallback(
-        self,
-        source: Path,
-        out: Path,
-        build: Callable[[list[str]], Path],
-        ranking: list[str],
-        exact: bool,
-    ) -> None:
-        """Keep the worst layers float until the drop is within budget; `exact` scores the
-        files as their Q/DQ graph computes (files for TensorRT)."""
-        budget = float(self.cfg.max_accuracy_drop or 0)
-        accuracy, drop = self._drop(source, out, exact)
-        record: dict[str, Any] = {
-            "fp32_accuracy": self.reference[source],
-            "all_int8_accuracy": accuracy,
-            "all_int8_drop_points": drop,
-            "float_layers": [],
-            "accuracy": accuracy,
-            "drop_points": drop,
-            "within_budget": drop <= budget,
-        }
-        if drop > budget:
-            self.ctx.log(
-                f"{out.name}: drop {drop:.2f} points > {budget:g}; keeping the layers with the "
-                "largest quantization error in float"
-            )
-            result = keep_float_within_budget(
-                build,
-                lambda file: self._accuracy(file, exact),
-                self.reference[source],
-                budget,
-                ranking,
-                self.cfg.max_float_layers,
-                self.ctx.log,
-                baseline=accuracy,
-            )
-            if result.tries:
-                record.update(
-                    float_layers=result.float_layers,
-                    accuracy=result.accuracy,
-                    drop_points=100 * (self.reference[source] - result.accuracy),
-                    within_budget=result.within_budget,
-                    tries=result.tries,
-                )
-        self.ctx.metrics.setdefault("accuracy_budget", {})[out.name] = record
 
 
 def _requires(cfg: QuantizeConfig) -> tuple[Requirement, ...]:

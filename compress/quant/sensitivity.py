@@ -9,6 +9,12 @@ accumulate through the network, so layers are ranked by the error each one
 `keep_float_within_budget` re-quantizes with the top-ranked layers excluded,
 doubling their number (1, 2, 4, ...) until the accuracy drop is within budget
 or `max_layers` stay float.
+
+`float_within_size` chooses per layer INT8 or float under a size budget:
+keeping a layer float costs its weights' extra bytes (4 instead of 1 per
+element) and buys back the error it adds, so layers are taken greedily by
+error bought per byte until the budget is spent (a knapsack by ratio, in the
+spirit of ModelOpt's AutoQuantize, with measured error as the sensitivity).
 """
 
 from __future__ import annotations
@@ -98,6 +104,47 @@ def layer_errors(fp32: Path, int8: Path, feeds: list[dict[str, np.ndarray]]) -> 
         error = nmse[node.output[0]]
         out.append(LayerError(node.name, node.op_type, error, max(0.0, error - upstream)))
     return sorted(out, key=lambda e: e.added, reverse=True)
+
+
+def float_weight_bytes(int8: Path) -> dict[str, int]:
+    """Per quantized node of a Q/DQ file: the bytes its weights gain when kept float.
+
+    A weight is an int8 initializer behind a DequantizeLinear; as float32 it
+    takes 3 more bytes per element. Nodes without one (activation x activation
+    MatMuls) are left out.
+    """
+    import onnx
+
+    graph = onnx.load(str(int8), load_external_data=False).graph
+    sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer if t.data_type == 3}  # INT8
+    dequantized = {
+        n.output[0]: sizes[n.input[0]]
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in sizes
+    }
+    out = {}
+    for node in graph.node:
+        elements = sum(dequantized.get(i, 0) for i in node.input)
+        if node.op_type in OP_TYPES and elements:
+            out[node.name] = 3 * elements
+    return out
+
+
+def float_within_size(
+    errors: list[LayerError], extra_bytes: dict[str, int], budget_bytes: float
+) -> list[str]:
+    """The layers to keep float: most error bought back per byte first, within the budget."""
+    ranked = sorted(
+        (e for e in errors if e.added > 0 and e.node in extra_bytes),
+        key=lambda e: e.added / extra_bytes[e.node],
+        reverse=True,
+    )
+    chosen, spent = [], 0
+    for e in ranked:
+        if spent + extra_bytes[e.node] <= budget_bytes:
+            chosen.append(e.node)
+            spent += extra_bytes[e.node]
+    return chosen
 
 
 @dataclass

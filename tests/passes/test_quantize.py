@@ -283,3 +283,50 @@ def test_int8_saturates_only_on_avx2_without_vnni(monkeypatch: pytest.MonkeyPatc
     ]:
         monkeypatch.setattr(system, "cpu_features", lambda f=features: f)
         assert system.int8_saturates() is expected, features
+
+
+def test_float_within_size_buys_the_most_error_per_byte() -> None:
+    from compress.quant.sensitivity import LayerError, float_within_size
+
+    errors = [
+        LayerError("big", "MatMul", 0.5, 0.30),  # 0.30 for 900 bytes
+        LayerError("small", "MatMul", 0.2, 0.10),  # 0.10 for 100 bytes: best per byte
+        LayerError("mid", "MatMul", 0.3, 0.12),  # 0.12 for 300 bytes
+        LayerError("qk", "MatMul", 0.4, 0.50),  # no weights: not sized by this budget
+        LayerError("none", "Gemm", 0.1, 0.0),  # adds nothing: never worth a byte
+    ]
+    extra = {"big": 900, "small": 100, "mid": 300, "none": 50}
+    assert float_within_size(errors, extra, 0) == []
+    assert float_within_size(errors, extra, 400) == ["small", "mid"]
+    assert float_within_size(errors, extra, 1000) == ["small", "mid"]  # big no longer fits
+    assert float_within_size(errors, extra, 1300) == ["small", "mid", "big"]
+
+
+def test_size_budget_keeps_layers_float_and_records_the_choice(
+    onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    from compress.quant.sensitivity import float_weight_bytes
+
+    ctx = _ctx(tmp_path / "int8", tiny_dataset)
+    (tmp_path / "int8").mkdir()
+    apply(onnx_input, QuantizeConfig(targets=["tensorrt"], calibration_samples=16), ctx)
+    all_int8 = tmp_path / "int8" / "model_int8_qdq.onnx"
+    extra = float_weight_bytes(all_int8)
+    graph = onnx.load(str(all_int8)).graph
+    assert set(extra) <= {n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")}
+    assert extra and all(v > 0 and v % 3 == 0 for v in extra.values())
+
+    (tmp_path / "mixed").mkdir()
+    ctx = _ctx(tmp_path / "mixed", tiny_dataset)
+    cfg = QuantizeConfig(targets=["tensorrt"], calibration_samples=16, float_size_budget=0.5)
+    apply(onnx_input, cfg, ctx)
+    record = ctx.metrics["mixed_precision"]["model_int8_qdq.onnx"]
+    assert record["float_layers"] and record["all_int8_bytes"] == all_int8.stat().st_size
+    growth = record["bytes"] - record["all_int8_bytes"]
+    assert 0 < growth <= 0.5 * record["all_int8_bytes"] + 4096  # + protobuf framing
+    # the weights' extra bytes bound the growth (float layers also drop their Q/DQ nodes)
+    assert growth <= sum(extra[n] for n in record["float_layers"])
+    assert 0 < record["int8_error_kept_out"] <= record["int8_error_total"]
+    assert check_qdq(tmp_path / "mixed" / "model_int8_qdq.onnx").ok
+    with pytest.raises(ValueError, match="float_size_budget or max_accuracy_drop"):
+        QuantizeConfig(float_size_budget=0.1, max_accuracy_drop=1.0)
