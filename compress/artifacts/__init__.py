@@ -20,7 +20,7 @@ from compress.artifacts.files import (
     write_json_atomic,
 )
 from compress.artifacts.model import ARTIFACT_KINDS, Artifact, ArtifactKind, Variant, relocate
-from compress.artifacts.model_info import ModelInfo, read_model_info
+from compress.artifacts.model_info import ModelInfo, label_names, read_model_info
 from compress.artifacts.run_folder import INPUT_STEP, RunFolder, load_report, step_folder
 from compress.artifacts.step import (
     MANIFEST_VERSION,
@@ -48,6 +48,7 @@ __all__ = [
     "finished_step",
     "hash_files",
     "hash_json",
+    "label_names",
     "link_artifact_files",
     "link_or_copy",
     "load_report",

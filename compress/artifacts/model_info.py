@@ -46,6 +46,15 @@ def read_model_info(location: str) -> ModelInfo | None:
     return ModelInfo(location, model_type, kind if isinstance(kind, str) else None)
 
 
+def label_names(config_json: Path) -> list[str] | None:
+    """The label names in id order from a `config.json`'s `id2label` (None: unreadable)."""
+    try:
+        id2label = json.loads(config_json.read_text(encoding="utf-8"))["id2label"]
+        return [str(id2label[str(i)]) for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _cached_hub_file(repo: str, name: str) -> Path | None:
     """A hub model's file if it is already in the local cache (no network)."""
     try:

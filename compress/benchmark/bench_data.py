@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,9 @@ def examples(source: str, task: str) -> Any:
 
 def model_labels(folder: Path) -> list[str] | None:
     """The model's label names in id order, from the config.json beside or in it."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-        id2label = config["id2label"]
-        return [str(id2label[str(i)]) for i in range(len(id2label))]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    from compress.artifacts import label_names
+
+    return label_names(folder / "config.json")
 
 
 def align_labels(data: Any, names: list[str] | None) -> tuple[Any, str]:

@@ -239,13 +239,12 @@ def _io(path: Path) -> tuple[dict[str, list[int | str]], list[str]]:
 
 
 def _labels(config: Path) -> list[str]:
-    import json
+    from compress.artifacts import label_names
 
-    try:
-        id2label = json.loads(config.read_text())["id2label"]
-        return [str(id2label[str(i)]) for i in range(len(id2label))]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{config}: cannot read the label names ({exc})") from None
+    names = label_names(config)
+    if names is None:
+        raise UserError(f"{config}: cannot read the label names (id2label)")
+    return names
 
 
 def _pad_token(config: Path) -> str:
