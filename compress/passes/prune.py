@@ -47,10 +47,10 @@ class PruneConfig(PassConfig):
 
 
 def _prune_in_place(
-    model: PreTrainedModel, cfg: PruneConfig, ctx: PassContext, batches: Any, runner: Any
+    encoder: PreTrainedModel, forward: Any, processor: Any, cfg: PruneConfig, ctx: PassContext
 ) -> dict[str, Any]:
-    """Cut `model`; `runner(model)` is what runs inputs through it (its image wrapper)."""
-    from compress.text.layers import keep_layers, pick_layers
+    """Remove heads and FFN neurons of `encoder` in place; `forward` runs inputs through it
+    (the encoder itself, or the image wrapper around a ViT)."""
     from compress.text.pruning import (
         ffn_width,
         heads_to_prune,
@@ -64,36 +64,34 @@ def _prune_in_place(
     )
 
     report: dict[str, Any] = {}
-    if cfg.layers is not None:
-        keep = pick_layers(model.config.num_hidden_layers, cfg.layers, "prune.layers")
-        model = keep_layers(model, keep)
-        report["kept_layers"] = keep
     if cfg.heads == 0 and cfg.ffn == 0:
-        return {"model": model, **report}
+        return report
     if cfg.importance == "taylor":
-        head_scores, neuron_scores = taylor_scores(model, batches(), runner(model))
+        batches = labelled_batches(processor, ctx, cfg.importance_batches)
+        head_scores, neuron_scores = taylor_scores(encoder, batches, forward)
     else:
-        head_scores, neuron_scores = magnitude_scores(model)
+        head_scores, neuron_scores = magnitude_scores(encoder)
     if cfg.heads > 0:
-        names = layer_names(model)
+        names = layer_names(encoder)
         chosen = select_layers(names, cfg.targets, cfg.ignore)
         if not chosen:
             raise UserError(f"prune.targets/ignore match no layer (layers: {', '.join(names)})")
         plan = heads_to_prune(head_scores, cfg.heads, chosen, cfg.min_heads)
-        remove_heads(model, plan)
+        remove_heads(encoder, plan)
         report["pruned_heads"] = {str(k): v for k, v in plan.items()}
     if cfg.ffn > 0:
-        total = ffn_width(model)
+        total = ffn_width(encoder)
         width = round_width(total * (1 - cfg.ffn), cfg.round_to, total)
-        prune_ffn(model, neuron_scores, width)
+        prune_ffn(encoder, neuron_scores, width)
         report["ffn_width"] = [total, width]
-    return {"model": model, **report}
+    return report
 
 
 def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
     from compress.passes.training import default_device, recover, split_logits
+    from compress.text.layers import keep_layers, pick_layers
 
     model, processor = load_input(artifact, ctx)
     model.eval().to(default_device())
@@ -105,18 +103,15 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     if cfg.recovery is not None:
         logits = split_logits(model, processor, ctx.data.train, ctx, "unpruned")
         teacher_logits = torch.as_tensor(logits)
-
-    def batches() -> list[dict[str, Any]]:
-        return labelled_batches(processor, ctx, cfg.importance_batches)
-
-    def runner(encoder: Any) -> Any:  # a ViT runs inside its wrapper; after a layer cut, the copy
-        if not image:
-            return encoder
+    result: dict[str, Any] = {}
+    if cfg.layers is not None:  # a copy with the kept layers; an image wrapper takes the copy
+        keep = pick_layers(encoder.config.num_hidden_layers, cfg.layers, "prune.layers")
+        encoder = keep_layers(encoder, keep)
+        result["kept_layers"] = keep
+    if image:
         model.net = encoder
-        return model
-
-    result = _prune_in_place(encoder, cfg, ctx, batches, runner)
-    pruned: Any = runner(result.pop("model"))
+    pruned: Any = model if image else encoder
+    result.update(_prune_in_place(encoder, pruned, processor, cfg, ctx))
     after_params = sum(p.numel() for p in pruned.parameters())
     after_macs = _macs(pruned, processor, ctx)
     what = "MACs per image" if image else "encoder matmul MACs/token"
