@@ -21,7 +21,10 @@ class ModelInfo:
 
 
 def read_model_info(location: str) -> ModelInfo | None:
-    """`config.json`'s model type and `tokenizer.json`'s model kind (None: not readable)."""
+    """`config.json`'s model type and `tokenizer.json`'s model kind (None: not readable).
+
+    A location that is not a folder is a hub id, read only from the local cache.
+    """
     folder = Path(location)
     files: dict[str, Path | None] = {
         "config": folder / "config.json",
@@ -40,7 +43,12 @@ def read_model_info(location: str) -> ModelInfo | None:
             kind = (tokenizer.get("model") or {}).get("type")
     except (OSError, ValueError):
         return None
-    model_type = config.get("model_type") if isinstance(config, dict) else None
+    # transformers names it model_type; compress's own image model folders, architecture
+    model_type = (
+        (config.get("model_type") or config.get("architecture"))
+        if isinstance(config, dict)
+        else None
+    )
     if not isinstance(model_type, str):
         return None
     return ModelInfo(location, model_type, kind if isinstance(kind, str) else None)

@@ -32,32 +32,17 @@ class ImageClassification:
     sample_data = "photos"
 
     def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
-        import json
-
         from compress.artifacts import read_model_info
 
         if source in OFFLINE:
             return ModelInfo(source, source, None)
-        path = Path(source).expanduser()
-        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
-            path = base_dir / path
-        if not path.is_dir():
-            return read_model_info(source)  # a hub id: only if cached, never downloaded here
-        try:
-            data = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # reported when the model loads
-        if not isinstance(data, dict):
-            return None
-        kind = data.get("model_type") or data.get("architecture")  # transformers' or compress's
-        return ModelInfo(str(path), str(kind), None) if kind else None
+        path = _local(source, base_dir)  # else a hub id: read only if cached, never downloaded
+        return read_model_info(str(path) if path.is_dir() else source)
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         if source in OFFLINE:
             return source
-        path = Path(source).expanduser()
-        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
-            path = base_dir / path
+        path = _local(source, base_dir)
         if path.is_dir():
             return str(path.resolve())
         if source.count("/") == 1 and not source.startswith((".", "/", "~")):
@@ -135,6 +120,14 @@ class ImageClassification:
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{processor.channels}x{processor.size}x{processor.size} pixels"
+
+
+def _local(source: str, base_dir: Path | None) -> Path:
+    """`source` as a path, read from the recipe's folder when it exists there."""
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        return base_dir / path
+    return path
 
 
 TASK = ImageClassification()

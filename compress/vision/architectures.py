@@ -47,6 +47,11 @@ class ImageClassifier(nn.Module):
     def set_labels(self, label_names: list[str]) -> None:
         self.label_names = list(label_names)
 
+    def reset_head(self, label_names: list[str]) -> None:
+        """A freshly initialised classification layer for `label_names`."""
+        self.replace_classifier(nn.Linear(self.classifier().in_features, len(label_names)))
+        self.set_labels(label_names)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(pixel_values)
         return out

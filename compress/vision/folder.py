@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from compress.errors import ModelLoadError
 from compress.vision.architectures import (
@@ -49,7 +48,7 @@ def offline_model(
     if name == "efficientnet-lite0":
         model = efficientnet_lite0_imagenet()
         if label_names is not None and len(label_names) != 1000:
-            replace_head(model, label_names)
+            model.reset_head(label_names)
         elif label_names is not None:
             model.label_names = list(label_names)
     else:
@@ -68,9 +67,10 @@ def load(
     from compress.artifacts.guard import check_finite, refuse_pickle_only
     from compress.vision.hf_models import is_hf_image_config, load_hf
 
-    if is_hf_image_config(_read_json(folder)):
-        return load_hf(folder, label_names)
-    config = _read_config(folder)
+    data = _read_json(folder)
+    if is_hf_image_config(data):
+        return load_hf(folder, data, label_names)
+    config = _read_config(folder, data)
     weights = folder / WEIGHTS
     refuse_pickle_only(folder)
     if not weights.is_file():
@@ -94,7 +94,7 @@ def load(
     _check_forward(model, processor, weights)
     model.label_names = saved_names
     if label_names is not None and label_names != saved_names:
-        replace_head(model, label_names)
+        model.reset_head(label_names)
     return model.eval(), processor
 
 
@@ -135,12 +135,6 @@ def save(model: ImageClassifier, processor: ImageProcessor, folder: Path) -> Non
     processor.save(folder)
 
 
-def replace_head(model: ImageClassifier, label_names: list[str]) -> None:
-    """A freshly initialised classification layer for `label_names`."""
-    model.replace_classifier(nn.Linear(model.classifier().in_features, len(label_names)))
-    model.set_labels(label_names)
-
-
 def _read_json(folder: Path) -> Any:
     path = folder / "config.json"
     try:
@@ -151,9 +145,9 @@ def _read_json(folder: Path) -> Any:
         raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def _read_config(folder: Path, data: Any) -> dict[str, Any]:
+    """`data` (the folder's parsed config.json) checked as a compress image model config."""
     path = folder / "config.json"
-    data = _read_json(folder)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelLoadError(
             f"{folder}: config.json describes neither a compress image classifier nor a "

@@ -25,7 +25,7 @@ from torch import nn
 
 from compress.errors import ModelLoadError
 from compress.vision.architectures import ImageClassifier
-from compress.vision.images import PROCESSOR_FILE, ImageProcessor, processor_from_hf
+from compress.vision.images import PROCESSOR_FILE, ImageProcessor
 
 WEIGHTS = "model.safetensors"
 CONFORMED = "compress_widths_from_weights"
@@ -94,15 +94,15 @@ def save_processor(processor: ImageProcessor, folder: Path) -> None:
 
 
 def load_hf(
-    folder: Path, label_names: list[str] | None
+    folder: Path, data: dict[str, Any], label_names: list[str] | None
 ) -> tuple[HFImageClassifier, ImageProcessor]:
-    """A transformers image classifier folder as an `HFImageClassifier` and its preprocessing."""
+    """A transformers image classifier folder (`data`: its parsed config.json) as an
+    `HFImageClassifier` and its preprocessing."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
     from compress.artifacts.guard import check_finite, refuse_pickle_only
 
     refuse_pickle_only(folder)
-    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if data.get("auto_map"):
         raise ModelLoadError(f"{folder}: the model asks to run its own code; compress never does")
     if not (folder / WEIGHTS).is_file():
@@ -118,15 +118,10 @@ def load_hf(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load image model {folder}: {first[:200]}") from None
     check_finite(model, str(folder))
-    try:
-        processor_data = json.loads((folder / PROCESSOR_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{folder}: no {PROCESSOR_FILE} (image preprocessing)") from None
-    processor = processor_from_hf(processor_data, int(getattr(model.config, "num_channels", 3)))
+    processor = ImageProcessor.load(folder, int(getattr(model.config, "num_channels", 3)))
     wrapped = HFImageClassifier(model.eval())
     if label_names is not None and label_names != wrapped.label_names:
-        wrapped.replace_classifier(nn.Linear(wrapped.classifier().in_features, len(label_names)))
-        wrapped.set_labels(label_names)
+        wrapped.reset_head(label_names)
     return wrapped, processor
 
 

@@ -75,12 +75,15 @@ class ImageProcessor:
         (folder / PROCESSOR_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> ImageProcessor:
+    def load(cls, folder: Path, channels: int | None = None) -> ImageProcessor:
+        """The folder's preprocessing, in compress's form or transformers' (whose channel
+        count is `channels`, the model's, when given)."""
         path = folder / PROCESSOR_FILE
         try:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             if "image_mean" in data or isinstance(data.get("size"), dict):  # transformers' form
-                channels = int(data.get("channels", len(data.get("image_mean") or [0] * 3)))
+                if channels is None:
+                    channels = int(data.get("channels", len(data.get("image_mean") or [0] * 3)))
                 return processor_from_hf(data, channels)
             return cls(
                 size=int(data["size"]),
