@@ -38,13 +38,14 @@ class EncoderAdapter:
     prunes_heads: bool = True
 
 
-def _bert_like(family: str) -> EncoderAdapter:
+def _bert_like(family: str, attention: str = "attention.self") -> EncoderAdapter:
+    """BERT's layout; `attention` is the block's self-attention (ViT: attention.attention)."""
     return EncoderAdapter(
         family,
         layers="encoder.layer",
-        query="attention.self.query",
-        key="attention.self.key",
-        value="attention.self.value",
+        query=f"{attention}.query",
+        key=f"{attention}.key",
+        value=f"{attention}.value",
         attention_out="attention.output.dense",
         ffn_in="intermediate.dense",
         ffn_out="output.dense",
@@ -56,16 +57,7 @@ ADAPTERS: dict[str, EncoderAdapter] = {
     "electra": _bert_like("ELECTRA"),
     "roberta": _bert_like("RoBERTa"),
     "xlm-roberta": _bert_like("XLM-RoBERTa"),
-    "vit": EncoderAdapter(
-        "ViT",
-        layers="encoder.layer",
-        query="attention.attention.query",
-        key="attention.attention.key",
-        value="attention.attention.value",
-        attention_out="attention.output.dense",
-        ffn_in="intermediate.dense",
-        ffn_out="output.dense",
-    ),
+    "vit": _bert_like("ViT", attention="attention.attention"),
     "distilbert": EncoderAdapter(
         "DistilBERT",
         layers="transformer.layer",
