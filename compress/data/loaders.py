@@ -194,19 +194,16 @@ def _fashion_mnist(spec: DataSpec) -> Dataset:
     if spec.train_samples is not None:
         train = train[: spec.train_samples]
 
-    def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
-        return Split(ImageList(list(x[idx])), y[idx])
-
-    splits = {
-        "train": split(x_train, y_train, train),
-        "validation": split(x_train, y_train, val),
-        "test": split(x_test, y_test, test),
-    }
-    key = hash_json(
-        {k: [_fingerprint(s.inputs), s.labels.tolist()] for k, s in splits.items()}
-        | {"labels": LABELS}
+    training, testing = (
+        Split(ImageList(list(x_train)), y_train),
+        Split(ImageList(list(x_test)), y_test),
     )
-    return Dataset(LABELS, splits["train"], splits["validation"], splits["test"], spec.source, key)
+    splits = {
+        "train": training.take(train),
+        "validation": training.take(val),
+        "test": testing.take(test),
+    }
+    return _dataset(spec, splits, LABELS)
 
 
 def _photos(spec: DataSpec) -> Dataset:
@@ -271,7 +268,11 @@ def _split(spec: DataSpec, inputs: Sequence[Any], labels: np.ndarray, names: lis
     if spec.train_samples is not None:
         parts["train"] = parts["train"][: spec.train_samples]
     whole = Split(inputs, labels)
-    splits = {k: whole.take(idx) for k, idx in parts.items()}
+    return _dataset(spec, {k: whole.take(idx) for k, idx in parts.items()}, names)
+
+
+def _dataset(spec: DataSpec, splits: dict[str, Split], names: list[str]) -> Dataset:
+    """The dataset of `splits`, keyed by what its rows hold (for the step cache)."""
     key = hash_json(
         {k: [_fingerprint(s.inputs), s.labels.tolist()] for k, s in splits.items()}
         | {"labels": names}
