@@ -7,7 +7,6 @@ exactness, which hold for any weights.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ from compress.data import Dataset
 from compress.passes.base import PassContext
 from compress.passes.distill import DistillConfig
 from compress.passes.distill import apply as distill
-from compress.passes.export_onnx import ExportOnnxConfig
-from compress.passes.export_onnx import apply as export
 from compress.passes.fine_tune import FineTuneConfig
 from compress.passes.fine_tune import apply as fine_tune
 from compress.passes.prune import PruneConfig
@@ -28,13 +25,10 @@ from compress.passes.prune import apply as prune
 from compress.passes.prune_vocab import PruneVocabConfig
 from compress.passes.prune_vocab import apply as prune_vocab
 from compress.passes.quantize import QuantizeConfig
-from compress.passes.quantize import apply as quantize
-from compress.passes.tensorrt import TensorRTConfig
-from compress.passes.tensorrt import apply as build_trt
 from compress.text.adapters import ADAPTERS
 from compress.text.vocab import tokenizer_kind, vocabulary
-from compress.trt.lint import lint_onnx
 from tests.archs import ARCHITECTURES, EXTRA_WORDS, build
+from tests.int8_checks import assert_exports_to_int8_and_engine
 
 KINDS = {
     "bert": "WordPiece",
@@ -141,20 +135,10 @@ def test_prune_vocab_keeps_the_outputs_of_kept_text(
 def test_export_and_tensorrt_form_int8(
     arch_model: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
-    ctx = _ctx(tmp_path, tiny_dataset, "export")
-    onnx_artifact = export(arch_model, ExportOnnxConfig(), ctx)
-    assert max(ctx.metrics["parity"].values()) < 1e-4
-    ctx = _ctx(tmp_path, tiny_dataset, "quantize")
-    out = quantize(
-        onnx_artifact, QuantizeConfig(targets=["cpu", "tensorrt"], calibration_samples=16), ctx
+    cfg = QuantizeConfig(targets=["cpu", "tensorrt"], calibration_samples=16)
+    assert_exports_to_int8_and_engine(
+        arch_model, lambda name: _ctx(tmp_path, tiny_dataset, name), cfg, tmp_path
     )
-    findings = lint_onnx(out.path / "model_int8_qdq.onnx", polygraphy=False)
-    assert [f for f in findings if f.severity == "error"] == []  # incl. the parser, if installed
-    if importlib.util.find_spec("tensorrt_rtx") is not None:  # CI installs it (.ci/run)
-        ctx = _ctx(tmp_path, tiny_dataset, "engine")
-        cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=str(tmp_path))
-        engine = build_trt(out, cfg, ctx)
-        assert engine.kind == "engine" and ctx.metrics["tensorrt"]["parser_errors"] == 0
 
 
 def test_every_architecture_in_the_adapter_table_has_a_tiny_model_test() -> None:

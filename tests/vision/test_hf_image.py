@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ import torch
 from compress.artifacts import Artifact, Variant
 from compress.data import Dataset
 from compress.passes.base import PassContext
-from compress.passes.export_onnx import ExportOnnxConfig
-from compress.passes.export_onnx import apply as export
 from compress.passes.fine_tune import FineTuneConfig
 from compress.passes.fine_tune import apply as fine_tune
 from compress.passes.prune import PruneConfig
@@ -21,13 +18,10 @@ from compress.passes.prune import apply as prune
 from compress.passes.prune_channels import PruneChannelsConfig
 from compress.passes.prune_channels import apply as prune_channels
 from compress.passes.quantize import QuantizeConfig
-from compress.passes.quantize import apply as quantize
-from compress.passes.tensorrt import TensorRTConfig
-from compress.passes.tensorrt import apply as build_trt
 from compress.tasks import get_task
-from compress.trt.lint import lint_onnx
 from compress.vision.folder import load
 from compress.vision.hf_models import HFImageClassifier
+from tests.int8_checks import assert_exports_to_int8_and_engine
 from tests.vision_archs import HF_IMAGE_ARCHITECTURES, build_hf_image
 
 CNNS = ("resnet", "mobilenet_v2")
@@ -97,19 +91,10 @@ def test_structured_pruning_shrinks_and_reloads(
 def test_export_and_tensorrt_form_int8(
     hf_image: Artifact, mnist_slice: Dataset, tmp_path: Path
 ) -> None:
-    ctx = _ctx(tmp_path, mnist_slice, "export")
-    onnx_artifact = export(hf_image, ExportOnnxConfig(), ctx)
-    assert max(ctx.metrics["parity"].values()) < 1e-4
-    ctx = _ctx(tmp_path, mnist_slice, "quantize")
     cfg = QuantizeConfig(targets=["cpu", "tensorrt"], cpu_mode="static", calibration_samples=16)
-    out = quantize(onnx_artifact, cfg, ctx)
-    findings = lint_onnx(out.path / "model_int8_qdq.onnx", polygraphy=False)
-    assert [f for f in findings if f.severity == "error"] == []
-    if importlib.util.find_spec("tensorrt_rtx") is not None:  # CI installs it (.ci/run)
-        ctx = _ctx(tmp_path, mnist_slice, "engine")
-        cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=str(tmp_path))
-        engine = build_trt(out, cfg, ctx)
-        assert engine.kind == "engine" and ctx.metrics["tensorrt"]["parser_errors"] == 0
+    assert_exports_to_int8_and_engine(
+        hf_image, lambda name: _ctx(tmp_path, mnist_slice, name), cfg, tmp_path
+    )
 
 
 RECIPE = """\
