@@ -30,6 +30,7 @@ from compress.artifacts.step import (
     step_writer,
     write_manifest,
 )
+from compress.artifacts.step_store import StepStore
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -43,6 +44,7 @@ __all__ = [
     "ModelInfo",
     "RunFolder",
     "StepResult",
+    "StepStore",
     "Variant",
     "copy_preprocessing",
     "finished_step",

@@ -24,6 +24,7 @@ from typing import Any
 
 from compress.artifacts.files import read_json, write_json_atomic
 from compress.artifacts.step import MANIFEST_VERSION, StepResult, finished_step
+from compress.artifacts.step_store import StepStore
 from compress.errors import UserError
 
 RESOLVED_RECIPE = "recipe.resolved.yaml"
@@ -41,9 +42,10 @@ def step_folder(index: int, name: str) -> str:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A run folder on disk."""
+    """A run folder on disk; with a `store`, finished steps are shared with other runs."""
 
     path: Path
+    store: StepStore | None = None
 
     @property
     def resolved_recipe(self) -> Path:

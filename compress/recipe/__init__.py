@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from compress.recipe.overrides import apply_override
+from compress.recipe.overrides import apply_override, key_parts, set_key
 from compress.recipe.schema import ModelSpec, PassStep, Recipe, RecipeDoc
 from compress.recipe.validate import describe_config, load_recipe, validate_recipe
 
@@ -19,6 +19,8 @@ __all__ = [
     "RecipeDoc",
     "apply_override",
     "describe_config",
+    "key_parts",
     "load_recipe",
+    "set_key",
     "validate_recipe",
 ]

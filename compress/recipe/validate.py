@@ -20,7 +20,7 @@ from compress.errors import RecipeError, UserError, did_you_mean
 from compress.recipe.overrides import apply_override
 from compress.recipe.registry import all_passes, get_pass, missing_backends
 from compress.recipe.schema import PassStep, Recipe, RecipeDoc
-from compress.recipe.yaml_lines import KeyPath, LineMap, format_path, load_yaml
+from compress.recipe.yaml_lines import KeyPath, LineMap, format_path, load_yaml_file
 from compress.tasks import Task, get_task
 
 Fail = Callable[..., RecipeError]
@@ -38,13 +38,7 @@ INPUT = "input"
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override (`key.path=value`) and validate a recipe file."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{file}: recipe not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{file}: cannot read recipe ({exc})") from None
-    data, lines = load_yaml(text, str(file))
+    data, lines = load_yaml_file(file, "recipe")
     if data is None:
         data = {}
     if not isinstance(data, dict):

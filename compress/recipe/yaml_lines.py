@@ -8,11 +8,12 @@ errors can point at `recipe.yaml:14`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from compress.errors import RecipeError
+from compress.errors import RecipeError, UserError
 
 KeyPath = tuple[str | int, ...]
 
@@ -64,6 +65,17 @@ def load_yaml(text: str, file: str = "<recipe>") -> tuple[Any, LineMap]:
     builder = _Builder(file)
     data = builder.build(node, ())
     return data, builder.line_map
+
+
+def load_yaml_file(file: Path, what: str) -> tuple[Any, LineMap]:
+    """`load_yaml` of a file; a missing or unreadable file is one line naming `what` it is."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{file}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{file}: cannot read {what} ({exc})") from None
+    return load_yaml(text, str(file))
 
 
 class _Builder:

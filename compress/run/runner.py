@@ -12,10 +12,11 @@ finished step is reused while its key and its files are unchanged (see
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from compress._version import __version__
-from compress.artifacts import RunFolder, StepResult, hash_json
+from compress.artifacts import RunFolder, StepResult, StepStore, hash_json
 from compress.data import Dataset
 from compress.errors import OutputError, UserError
 from compress.recipe import Recipe
@@ -31,10 +32,23 @@ def default_out_dir(recipe: Recipe) -> Path:
     return Path("runs") / recipe.name
 
 
+AfterStep = Callable[[StepResult], None]
+"""Called with every finished step (input included), in order; raising stops the run."""
+
+
 def run_recipe(
-    recipe: Recipe, out_dir: Path | None = None, progress: bool = True, report: bool = True
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    report: bool = True,
+    *,
+    store: StepStore | None = None,
+    after_step: AfterStep | None = None,
 ) -> list[StepResult]:
     """Run every pass (reusing finished steps), then benchmark and write the report.
+
+    With a `store`, finished steps are also taken from (and kept in) a store
+    shared with other run folders (see `compress.artifacts.step_store`).
 
     Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) every process calls
     this: training passes run on all of them, everything else on rank 0, which
@@ -55,14 +69,22 @@ def run_recipe(
             with dist.main_first("locking the run folder"):
                 if dist.is_main():
                     lock.enter_context(run_folder_lock(out))
-            return _run_locked(recipe, RunFolder(out), progress and dist.is_main(), report)
+            run = RunFolder(out, store)
+            return _run_locked(recipe, run, progress and dist.is_main(), report, after_step)
     except OSError as exc:
         if OutputError.caused(exc, out):
             raise OutputError.from_os_error(exc, out) from None
         raise
 
 
-def _run_locked(recipe: Recipe, run: RunFolder, progress: bool, report: bool) -> list[StepResult]:
+def _run_locked(
+    recipe: Recipe, run: RunFolder, progress: bool, report: bool, after_step: AfterStep | None
+) -> list[StepResult]:
+    def finished(result: StepResult) -> StepResult:
+        if after_step is not None:
+            after_step(result)
+        return result
+
     main = dist.is_main()
     processes = f" ({dist.world_size()} processes)" if dist.world_size() > 1 else ""
     print(f"compress {__version__}: recipe {recipe.file} -> {run.path}{processes}")
@@ -74,7 +96,7 @@ def _run_locked(recipe: Recipe, run: RunFolder, progress: bool, report: bool) ->
         data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)  # may fill a cache
         if main:
             run.write_recipe(recipe.resolved)
-        results = [input_step(recipe, data, run)]
+        results = [finished(input_step(recipe, data, run))]
         if not data.labelled:
             data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
     names = data.label_names
@@ -103,7 +125,7 @@ def _run_locked(recipe: Recipe, run: RunFolder, progress: bool, report: bool) ->
             if report:
                 _report(recipe, results, data, run.path, progress)
         print(f"[{step.index + 1}/{total}] {step.name}")
-        results.append(run_step(recipe, step, results[step.source], data, run, progress))
+        results.append(finished(run_step(recipe, step, results[step.source], data, run, progress)))
     if report and not packaging and main:
         _report(recipe, results, data, run.path, progress)
     return results

@@ -64,17 +64,36 @@ def _manifest(
 
 
 def reuse(run: RunFolder, folder: str, key: str, verify: bool = True) -> StepResult | None:
-    """The finished step in `folder` if it has `key` and (with `verify`) unchanged files."""
+    """The finished step in `folder` if it has `key` and (with `verify`) unchanged files.
+
+    A run with a step store (`RunFolder.store`) also takes the step from there
+    when another run finished it.
+    """
     step = run.step(folder)
     if step is None or step.manifest.get("key") != key:
-        return None
+        return _from_store(run, folder, key)
     if step.skipped:
         return None  # skipped for want of a backend: try again, it may be installed now
     if verify:
         changed = step.changed_file()
         if changed:
             print(f"  {step.folder}: {changed} since the step wrote it; running it again")
-            return None
+            return _from_store(run, folder, key)
+    return step
+
+
+def _from_store(run: RunFolder, folder: str, key: str) -> StepResult | None:
+    if run.store is None or not dist.is_main():
+        return None
+    step = run.store.fetch(key, run.path / folder)
+    if step is not None:
+        print(f"  {folder}: the same step finished in another run; linked from {run.store.path}")
+    return step
+
+
+def _kept(run: RunFolder, step: StepResult) -> StepResult:
+    if run.store is not None and dist.is_main():
+        run.store.keep(step)
     return step
 
 
@@ -136,7 +155,7 @@ def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
             recipe.doc.seed,
         )
         manifest = write_manifest(work, manifest)
-    return StepResult("input", folder, artifact, manifest, reused=False)
+    return _kept(run, StepResult("input", folder, artifact, manifest, reused=False))
 
 
 def _written_by_main(run: RunFolder, folder: str, key: str) -> StepResult:
@@ -251,4 +270,4 @@ def _execute(
             recipe.doc.seed,
         )
         manifest = write_manifest(work, manifest)
-    return StepResult(step.name, folder, artifact, manifest, reused=False)
+    return _kept(run, StepResult(step.name, folder, artifact, manifest, reused=False))
