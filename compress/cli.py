@@ -1,4 +1,5 @@
-"""The `compress` command: run, validate, passes, report, bench, lint-trt, bundle, doctor."""
+"""The `compress` command: run, validate, passes, report, bench, search, lint-trt, bundle,
+doctor."""
 
 from __future__ import annotations
 
@@ -172,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_compare(bench)
     _add_bench_model(bench)
     _add_tools(sub)
+    from compress.search.command import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -330,6 +334,12 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from compress.search.command import command
+
+    return command(args)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import json
 
@@ -356,6 +366,7 @@ COMMANDS = {
     "lint-trt": _cmd_lint_trt,
     "doctor": _cmd_doctor,
     "bundle": _cmd_bundle,
+    "search": _cmd_search,
 }
 
 

@@ -34,7 +34,8 @@ def figure(report: dict[str, Any]) -> tuple[Any, list[Any]] | None:
         latency = stage.get("latency", {}).get(key, {}).get("p50_ms")
         accuracy = stage.get("accuracy")
         if isinstance(latency, int | float) and isinstance(accuracy, int | float):
-            label = f"{stage.get('stage', '?')}:{stage.get('variant', '')}"
+            label = f"{stage.get('stage', '?')}"
+            label += f":{stage['variant']}" if stage.get("variant") else ""
             if i == 0 and "original" not in label:
                 label += " (original)"
             points.append(
