@@ -68,6 +68,23 @@ def _calibration_method(method: Method) -> Any:
     }[method]
 
 
+HISTOGRAM_METHODS = ("percentile", "entropy")
+
+
+def _ops_but_masks() -> list[str]:
+    """ONNX Runtime's default op types for static INT8, without `Where`.
+
+    Transformers exports build their attention mask with `Where(mask, 0, float32 min)`:
+    a histogram of that constant cannot have finite bins, so histogram calibration of
+    the whole graph fails ("Too many bins for data range"). Without it percentile
+    calibration runs (the mask is built in float); entropy still fails on padded
+    batches, whose masked scores (float32 min) overflow its symmetric histogram.
+    """
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted({*QLinearOpsRegistry, *QDQRegistry} - {"Where"})
+
+
 def static_qdq(
     source: Path,
     target: Path,
@@ -92,6 +109,8 @@ def static_qdq(
     if tensorrt:
         extra.update(ActivationSymmetric=True, WeightSymmetric=True, QuantizeBias=False)
         kwargs["op_types_to_quantize"] = ["MatMul", "Gemm", "Conv"]
+    elif method in HISTOGRAM_METHODS:
+        kwargs["op_types_to_quantize"] = _ops_but_masks()
     reader.rewind()
     try:
         quantize_static(
