@@ -14,13 +14,11 @@ while every file its manifest recorded is unchanged.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from compress.artifacts.files import link_or_copy
-from compress.artifacts.step import StepResult, finished_step
+from compress.artifacts.step import StepResult, finished_step, step_writer
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -53,12 +51,8 @@ class StepStore:
             return None
         if stored.changed_file():
             return None
-        partial = folder.with_name(f".{folder.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        _link_tree(stored.folder, partial)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(partial, folder)
+        with step_writer(folder) as work:
+            _link_tree(stored.folder, work)
         return finished_step(folder)
 
     def keep(self, step: StepResult) -> None:
@@ -69,8 +63,5 @@ class StepStore:
         target = self._folder(key)
         if finished_step(target) is not None:
             return
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        _link_tree(step.folder, partial)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
+        with step_writer(target) as work:
+            _link_tree(step.folder, work)

@@ -155,7 +155,7 @@ def run_search(
         setup = Setup(recipe, raw, scored, out, data, task, settings, margin)
         original_at = original_index(recipe)
         print(f"search: {recipe_file} over {len(space.knobs)} knobs -> {out}")
-        first = run_config(setup, trial_data(setup, raw, "", original_at - 1), "original")
+        first = run_config(setup, trial_data(raw, original_at - 1), "original")
         if not first.score:
             raise UserError(f"the original did not run: {first.error or first.stopped}")
         setup.original = Stage(Path(first.score["stage"]), first.score["variant"])
@@ -197,7 +197,7 @@ def _finish(
         rows.append(("hand-written", own["values"], attrs["score"], own["on_front"]))
         seen.add(attrs["folder"])
     else:  # the recipe's own values lie outside the space: run it as it is
-        ran = run_config(setup, trial_data(setup, raw, "", setup.stage), "hand-written")
+        ran = run_config(setup, trial_data(raw, setup.stage), "hand-written")
         if ran.score:
             rows.append(("hand-written", {}, ran.score, False))
     for trial in sorted(front_trials, key=lambda t: t.number):

@@ -155,7 +155,7 @@ def search_loop(
             study.sampler = sampler(limits.seed + len(done), setup.floor is not None)
             trial = study.ask()
             values = {knob.key: knob.suggest(trial) for knob in space.knobs}
-            data = trial_data(setup, space.apply(raw, values), "", setup.stage)
+            data = trial_data(space.apply(raw, values), setup.stage)
             bar.set_description(f"trial {trial.number}")
             outcome = run_config(setup, data, f"trial-{trial.number:03d}")
             _record(trial, outcome, values, setup)

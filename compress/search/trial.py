@@ -62,7 +62,7 @@ class Setup:
     settings: BenchmarkSettings  # one batch size: the latency objective's
     margin: float  # accuracy points below the floor at which a trial stops early
     floor: float | None = None  # validation accuracy a trial must keep (set once known)
-    original: Stage | None = None
+    original: Stage | None = None  # the original's scored model (set once it has run)
 
     @property
     def store(self) -> StepStore:
@@ -108,11 +108,10 @@ def absolute_sources(raw: Any, resolved: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def trial_data(setup: Setup, values_data: dict[str, Any], name: str, upto: int) -> dict[str, Any]:
+def trial_data(values_data: dict[str, Any], upto: int) -> dict[str, Any]:
     """The trial's recipe: the searched recipe's `values_data` cut after pass `upto`."""
     data = copy.deepcopy(values_data)
     data["passes"] = list(data.get("passes") or [])[: upto + 1]
-    data["name"] = name
     return data
 
 
@@ -173,10 +172,6 @@ def run_config(setup: Setup, data: dict[str, Any], label: str) -> Outcome:
         except CompressError as exc:  # values the space allows one by one, refused together
             print(f"error: {exc}")
             return Outcome(folder, error=str(exc), seconds=time.time() - started)
-    if setup.original is None:
-        setup.original = Stage(
-            results[original_at].folder, results[original_at].artifact.variants[0].name
-        )
     stage = scored_stage(results[-1])
     score = _score(setup, stage)
     seconds = time.time() - started
@@ -232,9 +227,9 @@ def latencies(setup: Setup, stages: dict[str, Stage], split: Split) -> dict[str,
 
 
 def _score(setup: Setup, stage: Stage) -> dict[str, Any]:
-    assert setup.original is not None
+    original = setup.original or stage  # scoring the original itself: it is its own reference
     figures = accuracy_on(setup, stage, setup.data.validation)
-    timed = latencies(setup, {"original": setup.original, "trial": stage}, setup.data.validation)
+    timed = latencies(setup, {"original": original, "trial": stage}, setup.data.validation)
     return {
         "stage": str(stage.folder),
         "variant": stage.variant,

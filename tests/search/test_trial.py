@@ -46,7 +46,7 @@ def test_a_trial_below_the_floor_stops_at_the_step_that_shows_it(
     task = get_task("text-classification")
     # a floor no model reaches: the pruned model's recovery records its validation accuracy
     setup = Setup(recipe, raw, 2, tmp_path / "s", data, task, recipe.doc.benchmark, 0.0, 1.01)
-    outcome = run_config(setup, trial_data(setup, raw, "", 2), "t")
+    outcome = run_config(setup, trial_data(raw, 2), "t")
     assert outcome.stopped is not None and outcome.stopped.startswith("02-prune: validation")
     assert not outcome.score
     run = outcome.folder / "run"
