@@ -84,6 +84,16 @@ COMPONENTS: tuple[Component, ...] = (
         "pip install accelerate",
     ),
     Component("peft", "peft", ("peft",), "core", "fine_tune method: lora", "pip install peft"),
+    Component("gguf", "gguf", ("gguf",), "core", "GGUF models (smollm2-135m)", "pip install gguf"),
+    Component("onnx-ir", "onnx_ir", ("onnx-ir",), "core", "INT4 weights", "pip install onnx-ir"),
+    Component(
+        "onnxruntime-genai",
+        "onnxruntime_genai",
+        ("onnxruntime-genai",),
+        "backend",
+        "serving LMs with ONNX Runtime GenAI",
+        "pip install onnxruntime-genai",
+    ),
     Component(
         "tensorrt",
         "tensorrt",

@@ -18,6 +18,14 @@ class StrictOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def changed(self, names: tuple[str, ...]) -> list[str]:
+        """Those of `names` whose value is not the default (a resolved recipe names every
+        option, so "set in the file" cannot tell a user's choice from a default)."""
+        fields = type(self).model_fields
+        return [
+            n for n in names if getattr(self, n) != fields[n].get_default(call_default_factory=True)
+        ]
+
 
 def _valid_regexes(value: list[str]) -> list[str]:
     for pattern in value:

@@ -22,7 +22,7 @@ class Variant:
     """
 
     name: str
-    runtime: Literal["torch", "onnxruntime", "tensorrt"]
+    runtime: Literal["torch", "onnxruntime", "onnxruntime-genai", "tensorrt"]
     precision: str
     target: str
     file: str | None = None

@@ -11,6 +11,30 @@ from compress.options import StrictOptions
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+class GenerationSettings(StrictOptions):
+    """How text-generation stages are measured (the `benchmark.generation` section)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    prompt_lengths: list[PositiveInt] = Field(default_factory=lambda: [32, 128], min_length=1)
+    """prompt lengths (tokens of real test text) at which time to first token is measured"""
+
+    new_tokens: int = Field(64, ge=2, le=4096)
+    """tokens generated greedily at batch 1 after the shortest prompt (decode speed)"""
+
+    rounds: int = Field(5, ge=1, le=100)
+    """timed generations per stage, interleaved between stages (medians reported)"""
+
+    perplexity_texts: int = Field(200, ge=1)
+    """test texts (one sequence each) that perplexity is measured on"""
+
+    task_samples: int = Field(500, ge=1)
+    """test examples of the zero-shot task score (labelled data only)"""
+
+    peak_memory: bool = True
+    """also measure each stage's peak resident memory while generating, in its own process"""
+
+
 class BenchmarkSettings(StrictOptions):
     """How each stage is measured: latency shapes, repetitions, threads and evaluation."""
 
@@ -42,6 +66,9 @@ class BenchmarkSettings(StrictOptions):
 
     plot: bool = True
     """also draw report.png (accuracy against latency) when matplotlib is installed"""
+
+    generation: GenerationSettings = GenerationSettings()
+    """text-generation recipes: prompt lengths, new tokens, rounds and evaluation sizes"""
 
     @field_validator("batch_sizes")
     @classmethod

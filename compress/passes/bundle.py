@@ -70,6 +70,20 @@ def apply(artifact: Artifact, cfg: BundleConfig, ctx: PassContext) -> Artifact:
     if ctx.run_dir is None:
         raise UserError("bundle packages a run folder: use it in a recipe or `compress bundle`")
     name = f"{ctx.run_dir.name}-{cfg.target}"
+    if ctx.task.name == "text-generation":
+        from compress.deploy.lm_bundle import make_lm_bundle
+
+        made = make_lm_bundle(RunFolder(ctx.run_dir).require(), ctx.work_dir / name, cfg.target)
+        ctx.metrics["bundle"] = {
+            "folder": name,
+            "tarball": made.tarball.name,
+            "tarball_bytes": made.tarball.stat().st_size,
+            "model": made.manifest["model"]["file"],
+            "source": made.manifest["model"]["source"],
+            "target": cfg.target,
+            "expected": made.manifest["expected"],
+        }
+        return Artifact("bundle", ctx.work_dir, ctx.key, [], {"bundle": ctx.metrics["bundle"]})
     made = package(ctx.run_dir, cfg, ctx.work_dir / name, log=ctx.log)
     ctx.metrics["bundle"] = {
         "folder": name,

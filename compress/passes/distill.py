@@ -9,12 +9,13 @@ cached unless hidden states are matched (those need the teacher every step).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, ModelInfo
+from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
 from compress.passes.common import load_input, save_output
 from compress.passes.training import (
@@ -49,6 +50,11 @@ class DistillConfig(TrainConfig):
     temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
     hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state MSE (0: off)")
+    examples: Literal["text", "prompted"] = Field(
+        "text",
+        description="text-generation: distil on the raw texts, or on the prompted, answered "
+        "labelled texts",
+    )
 
     @field_validator("layers")
     @classmethod
@@ -101,6 +107,8 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
     import torch
 
     teacher, processor = load_input(artifact, ctx)
+    if ctx.task.name == "text-generation":
+        return _distill_lm(teacher, processor, cfg, ctx)
     teacher.eval().to(default_device())
     teacher_processor = processor
     if cfg.student is not None:
@@ -131,14 +139,49 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
     return save_output(student, processor, ctx)
 
 
+def _distill_lm(teacher: Any, tokenizer: Any, cfg: DistillConfig, ctx: PassContext) -> Artifact:
+    """Logit distillation of a causal LM into a layer subset of it, or into `student`."""
+    import copy
+
+    from compress.llm.losses import lm_distillation_loss
+    from compress.llm.pruning import drop_layers
+    from compress.passes.lm_common import train_lm
+
+    keep = None
+    if cfg.student is not None:
+        student, tokenizer = ctx.task.load(ctx.task.resolve(cfg.student), None)
+    else:
+        depth = teacher.config.num_hidden_layers
+        keep = pick_layers(depth, cfg.layers, "distill.layers")
+        student = copy.deepcopy(teacher)
+        drop_layers(student, keep)
+        ctx.log(f"student keeps teacher layers {keep} of {depth}")
+    if student.config.vocab_size != teacher.config.vocab_size:
+        raise UserError(
+            f"distill: the student's vocabulary ({student.config.vocab_size}) differs from the "
+            f"teacher's ({teacher.config.vocab_size}); logit distillation needs the same one"
+        )
+    teacher.eval()
+    loss = lm_distillation_loss(teacher, cfg.temperature, cfg.alpha)
+    ctx.metrics.update(train_lm(student, tokenizer, cfg, ctx, loss, "distill", cfg.examples))
+    ctx.metrics["student_layers"] = keep
+    ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())
+    return save_output(student, tokenizer, ctx)
+
+
 def _check(cfg: DistillConfig, task: str) -> None:
     if task != "text-classification" and cfg.hidden_weight > 0:
         raise ValueError("hidden_weight matches hidden states of text encoders only")
+    if task != "text-generation" and cfg.changed(("examples",)):
+        raise ValueError("examples is a text-generation option; remove it")
 
 
 def _check_model(cfg: DistillConfig, info: ModelInfo) -> None:
+    from compress.llm import DECODER_TYPES
     from compress.text.adapters import unsupported
 
+    if info.model_type in DECODER_TYPES:
+        return
     problem = unsupported(info.model_type, "distill.layers") if cfg.student is None else None
     if problem is not None:
         raise ValueError(f"{problem}; give `student:` (a model folder or hub id) instead")

@@ -30,6 +30,8 @@ class ExportOnnxConfig(PassConfig):
 
 
 def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifact:
+    if ctx.task.name == "text-generation":
+        return _export_lm(artifact, cfg, ctx)
     if ctx.task.input_kind == "images":
         return _export_image_model(artifact, cfg, ctx)
     return _export_transformer(artifact, cfg, ctx)
@@ -109,10 +111,38 @@ def _export_transformer(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassCont
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
 
 
+def _export_lm(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifact:
+    """`model.onnx` with the KV cache as inputs and outputs, checked with and without past."""
+    from compress.llm.export import export_with_past, fuse_decoder, lm_parity
+
+    model, tokenizer = load_input(artifact, ctx)
+    portable = export_with_past(model, tokenizer, ctx.work_dir, cfg.opset)
+    texts = ctx.data.validation.texts[:8]
+    sequences = tokenizer(texts, truncation=True, max_length=ctx.max_length)["input_ids"]
+    variants = [Variant("fp32", "onnxruntime", "fp32", "portable", "model.onnx")]
+    files = [portable]
+    if cfg.optimize:
+        context = int(getattr(model.config, "max_position_embeddings", 2048))
+        fused = fuse_decoder(portable, ctx.work_dir / "model_ort.onnx", context)
+        ctx.log(f"model_ort.onnx: ONNX Runtime decoder fusions {fused}")
+        ctx.metrics["fused_operators"] = fused
+        variants.append(Variant("fp32-ort", "onnxruntime", "fp32", "cpu", "model_ort.onnx"))
+        files.append(ctx.work_dir / "model_ort.onnx")
+    ctx.metrics["parity"], ctx.metrics["parity_detail"] = {}, {}
+    for file in files:
+        diffs = lm_parity(model, file, sequences, cfg.atol)
+        shown = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+        ctx.log(f"{file.name} matches PyTorch: max |logit diff| {shown} (atol {cfg.atol:g})")
+        ctx.metrics["parity"][file.name] = max(diffs.values())
+        ctx.metrics["parity_detail"][file.name] = diffs
+    return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
+
+
 def _outputs(cfg: ExportOnnxConfig, task: str) -> Variants:
     from compress.tasks import get_task
 
-    fused = cfg.optimize and get_task(task).input_kind == "texts"  # images: no fusion pass
+    # images: no fusion pass (ONNX Runtime fuses Conv+BN itself at load)
+    fused = cfg.optimize and get_task(task).input_kind == "texts"
     return (("fp32", "portable"),) + ((("fp32", "cpu"),) if fused else ())
 
 

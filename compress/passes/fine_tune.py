@@ -35,10 +35,17 @@ class FineTuneConfig(TrainConfig):
         ge=0,
         description="train at least this many optimizer steps (more epochs on a small dataset)",
     )
+    examples: Literal["text", "prompted"] = Field(
+        "text",
+        description="text-generation: train on the raw texts, or on each labelled text in the "
+        "task's prompt followed by its label word",
+    )
 
 
 def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
     model, processor = load_input(artifact, ctx)
+    if ctx.task.name == "text-generation":
+        return _fine_tune_lm(model, processor, cfg, ctx)
     if cfg.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -73,6 +80,37 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
     return save_output(model, processor, ctx)
 
 
+def _fine_tune_lm(model: Any, tokenizer: Any, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
+    """Next-token loss on the corpus (fully or with LoRA on every linear layer, merged)."""
+    from compress.llm.losses import causal_lm_loss
+    from compress.passes.lm_common import train_lm
+
+    trained = model
+    if cfg.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_targets or "all-linear",
+        )
+        try:
+            trained = get_peft_model(model, lora)
+        except ValueError as exc:
+            raise UserError(f"fine_tune LoRA on {model.config.model_type}: {exc}") from None
+        trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+        ctx.log(f"LoRA: {trainable:,} trainable parameters")
+    metrics = train_lm(
+        trained, tokenizer, cfg, ctx, causal_lm_loss, "fine_tune", cfg.examples, cfg.min_steps
+    )
+    if cfg.method == "lora":
+        model = trained.merge_and_unload()
+    ctx.metrics.update(metrics)
+    return save_output(model, tokenizer, ctx)
+
+
 def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> dict[str, Any]:
     """Whether the model beats always predicting the commonest validation label; if not,
     say so now and what to change, before later passes compress a model that learned nothing."""
@@ -93,8 +131,10 @@ def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> 
 
 
 def _check(cfg: FineTuneConfig, task: str) -> None:
-    if cfg.method == "lora" and task != "text-classification":
+    if cfg.method == "lora" and task == "image-classification":
         raise ValueError("method: lora is for transformer models; use method: full")
+    if cfg.examples != "text" and task != "text-generation":
+        raise ValueError("examples is a text-generation option; remove it")
 
 
 PASS = PassInfo(

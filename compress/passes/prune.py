@@ -29,7 +29,9 @@ class PruneConfig(PassConfig):
     heads: float = Field(0.0, ge=0, lt=1, description="share of attention heads to remove")
     ffn: float = Field(0.0, ge=0, lt=1, description="share of FFN neurons to remove per layer")
     layers: int | list[int] | None = Field(
-        None, description="keep this many layers (evenly picked) or these layer indices"
+        None,
+        description="keep this many layers (evenly picked; text-generation: the ones that "
+        "change the hidden states most) or these layer indices",
     )
     importance: Literal["magnitude", "taylor"] = Field(
         "taylor", description="weight magnitude, or gradient-based scores on training data"
@@ -87,6 +89,67 @@ def _prune_in_place(
     return report
 
 
+def _prune_lm(model: Any, tokenizer: Any, cfg: PruneConfig, ctx: PassContext) -> Artifact:
+    """Depth (least-influential layers) and width (FFN neurons, KV groups) of a decoder LM."""
+    import copy
+
+    from compress.llm import pruning
+    from compress.llm.models import lm_meta
+    from compress.passes.lm_common import text_batches
+    from compress.text.pruning import round_width
+
+    teacher = copy.deepcopy(model) if cfg.recovery is not None else None
+    before = lm_meta(model)
+    batches = text_batches(tokenizer, ctx, cfg.importance_batches)
+    result: dict[str, Any] = {}
+    if cfg.layers is not None:
+        depth = model.config.num_hidden_layers
+        if isinstance(cfg.layers, int):
+            if not 1 <= cfg.layers <= depth:
+                raise UserError(f"prune.layers: {cfg.layers} layers asked, the model has {depth}")
+            influence = pruning.layer_influence(model, batches)
+            keep = sorted(sorted(range(depth), key=lambda i: -influence[i])[: cfg.layers])
+            result["layer_influence"] = [round(v, 5) for v in influence]
+        else:
+            keep = sorted(cfg.layers)
+            if keep[-1] >= depth:
+                raise UserError(f"prune.layers: layer {keep[-1]} asked, the model has {depth}")
+        pruning.drop_layers(model, keep)
+        result["kept_layers"] = keep
+        ctx.log(f"keeping {len(keep)} of {depth} layers: {keep}")
+    if cfg.heads > 0 or cfg.ffn > 0:
+        ffn_scores, group_scores = pruning.width_scores(model, batches)
+        if cfg.ffn > 0:
+            total = model.config.intermediate_size
+            width = round_width(total * (1 - cfg.ffn), cfg.round_to, total)
+            pruning.prune_ffn(model, ffn_scores, width)
+            result["ffn_width"] = [total, width]
+        if cfg.heads > 0:
+            groups = model.config.num_key_value_heads
+            kept = max(1, groups - round(cfg.heads * groups))
+            if kept == groups:
+                raise UserError(
+                    f"prune.heads: {cfg.heads:g} of {groups} key/value groups rounds to none; "
+                    f"heads are removed in whole groups (at least {1 / groups:.3g})"
+                )
+            pruning.prune_kv_groups(model, group_scores, kept)
+            result["kv_groups"] = [groups, kept]
+    after = lm_meta(model)
+    ctx.metrics.update(result)
+    ctx.metrics["parameters"] = [before["parameters"], after["parameters"]]
+    ctx.log(f"parameters {before['parameters'] / 1e6:.1f}M -> {after['parameters'] / 1e6:.1f}M")
+    if cfg.recovery is not None and teacher is not None:
+        from compress.llm.losses import lm_distillation_loss
+        from compress.passes.lm_common import train_lm
+
+        loss = lm_distillation_loss(teacher, cfg.recovery.temperature, cfg.recovery.alpha)
+        examples = cfg.recovery.examples or "text"
+        ctx.metrics["recovery"] = train_lm(
+            model, tokenizer, cfg.recovery, ctx, loss, "recover", examples
+        )
+    return save_output(model, tokenizer, ctx)
+
+
 def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     import torch
 
@@ -94,6 +157,8 @@ def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
     from compress.text.layers import keep_layers, pick_layers
 
     model, processor = load_input(artifact, ctx)
+    if ctx.task.name == "text-generation":
+        return _prune_lm(model, processor, cfg, ctx)
     model.eval().to(default_device())
     image = ctx.task.input_kind == "images"
     encoder: PreTrainedModel = model.net if image else model  # a ViT inside its image wrapper
@@ -141,14 +206,29 @@ def _macs(model: Any, processor: Any, ctx: PassContext) -> int:
 
 
 def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
+    from compress.llm import DECODER_TYPES
     from compress.text.adapters import ADAPTERS, HEADS_UNSUPPORTED, unsupported
 
+    if info.model_type in DECODER_TYPES:
+        return
     problem = unsupported(info.model_type, "prune")
     if problem is not None:
         raise ValueError(f"{problem}; for CNN image models use prune_channels")
     adapter = ADAPTERS[info.model_type]
     if cfg.heads > 0 and not adapter.prunes_heads:
         raise ValueError(f"heads: {adapter.family} {HEADS_UNSUPPORTED}")
+
+
+def _check(cfg: PruneConfig, task: str) -> None:
+    if task != "text-generation":
+        if cfg.recovery is not None and cfg.recovery.examples is not None:
+            raise ValueError("recovery.examples is a text-generation option; remove it")
+        return
+    for name in cfg.changed(("importance", "targets", "ignore", "min_heads")):
+        raise ValueError(
+            f"{name}: text-generation prunes by activations on the training texts, in "
+            "whole key/value groups in every layer; remove it"
+        )
 
 
 PASS = PassInfo(
@@ -159,6 +239,7 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
+    check=_check,
     check_model=_check_model,
     data_parallel=True,
 )

@@ -156,5 +156,6 @@ PASS = PassInfo(
     produces="onnx",
     requires=(("nncf", INSTALL_HINT), ("torchao", INSTALL_HINT)),
     outputs=_outputs,
+    tasks=("text-classification", "image-classification"),
     data_parallel=True,
 )

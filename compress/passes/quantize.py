@@ -38,10 +38,12 @@ from pydantic import Field, field_validator, model_validator
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.benchmark.runtimes import scored_exactly
 from compress.errors import PassFailed
+from compress.llm.options import WeightOnlyConfig
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
 from compress.passes.calibration import CalibrationConfig, calibration_feeds
 from compress.passes.common import onnx_validation_accuracy
 from compress.passes.float_layers import AccuracyBudget, mixed_precision
+from compress.passes.weight_only import check_weight_only, quantize_lm
 from compress.quant.nncf_backend import INSTALL_HINT
 from compress.quant.ort_quantize import CalibrationReader, Method, input_names, matching_nodes
 from compress.quant.sensitivity import layer_errors
@@ -96,6 +98,11 @@ class QuantizeConfig(CalibrationConfig):
     )
     top_k_errors: int = Field(
         10, ge=0, le=1000, description="layers with the largest quantization error to record"
+    )
+    weight_only: WeightOnlyConfig | None = Field(
+        None,
+        description="text-generation: weight-only INT4/INT8 of the MatMuls and the embedding "
+        "(ONNX Runtime MatMulNBits); default there: {bits: 4, algorithm: hqq}",
     )
 
     @field_validator("targets")
@@ -186,6 +193,8 @@ def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact
     from compress.quant.ort_quantize import quiet_root_logger
 
     with quiet_root_logger():
+        if ctx.task.name == "text-generation":
+            return quantize_lm(artifact, cfg.weight_only or WeightOnlyConfig(), cfg, ctx)
         return _apply(artifact, cfg, ctx)
 
 
@@ -289,6 +298,8 @@ def _requires(cfg: QuantizeConfig) -> tuple[Requirement, ...]:
 
 
 def _outputs(cfg: QuantizeConfig, task: str) -> Variants:
+    if task == "text-generation":
+        return ((f"int{(cfg.weight_only or WeightOnlyConfig()).bits}", "cpu"),)
     return tuple(("int8", target) for target in cfg.targets)
 
 
@@ -302,4 +313,5 @@ PASS = PassInfo(
     produces="onnx",
     requires_for=_requires,
     outputs=_outputs,
+    check=check_weight_only,
 )

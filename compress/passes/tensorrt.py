@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing, hash_json, link_artifact_files
-from compress.errors import UserError
+from compress.errors import PassFailed, UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement, Variants
 from compress.trt.options import EngineShapes
 
@@ -157,7 +157,13 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
         f"{name} {cfg.precision} engine from {source.name} for SM {targets} "
         f"(batch {options.batch}, sequence {options.sequence})"
     )
-    built = build_engine(source, backend, options, cache_dir, timing)
+    try:
+        built = build_engine(source, backend, options, cache_dir, timing)
+    except PassFailed as exc:
+        if ctx.task.name != "text-generation":
+            raise
+        # decoder LMs: custom-op graphs (INT4 MatMulNBits) are not parsed; say why, go on
+        return skip(artifact, str(exc), ctx, hint="build from the export_onnx step instead")
     info = built.info
     engine_file = f"model_{cfg.precision}.engine"
     shutil.copyfile(built.engine, ctx.work_dir / engine_file)
@@ -199,14 +205,14 @@ def _missing_reason(requested: str, error: str) -> str:
     return f"backend '{requested}' is not installed"
 
 
-def skip(artifact: Artifact, reason: str, ctx: PassContext) -> Artifact:
+def skip(artifact: Artifact, reason: str, ctx: PassContext, hint: str = SKIP_HINT) -> Artifact:
     """Pass `artifact` on unchanged (its files linked into the step folder), saying why.
 
     The manifest's metrics hold `skipped: reason`; the report lists the step as
     skipped instead of measuring its files again, and a later run tries again
     (the backend may have been installed since).
     """
-    ctx.log(f"tensorrt: skipped — {reason}; {SKIP_HINT}")
+    ctx.log(f"tensorrt: skipped — {reason}; {hint}")
     ctx.metrics["skipped"] = reason
     link_artifact_files(artifact.path, ctx.work_dir)
     meta = {**artifact.meta, "skipped": reason}

@@ -8,7 +8,7 @@ accuracy after every epoch, and the best epoch's weights kept. It runs under
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 LossFn = Callable[[Any, dict[str, "torch.Tensor"], np.ndarray], "torch.Tensor"]
 """`loss_fn(model, batch, indices)`: `batch` holds the model inputs and `labels`."""
+
+Validator = Callable[[Any], tuple[float, dict[str, float]]]
+"""`validate(model)` after each epoch: (score, higher is better; the epoch's named figures)."""
 
 
 class TrainConfig(PassConfig):
@@ -45,6 +48,11 @@ class RecoveryConfig(TrainConfig):
     lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
     temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature T")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term")
+    examples: Literal["text", "prompted"] | None = Field(
+        None,
+        description="text-generation: train on the raw texts (default) or on the prompted, "
+        "answered labelled texts",
+    )
 
 
 def recover(
@@ -165,8 +173,12 @@ def train(
     loss_fn: LossFn,
     desc: str,
     min_steps: int = 0,
+    validate: Validator | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place on `ctx.data.train`; returns per-epoch metrics.
+
+    `validate` scores each epoch (default: validation accuracy); the best
+    epoch's figures are returned as `best_<name>`.
 
     At least `min_steps` optimizer steps run (more epochs than `cfg.epochs` on
     a small dataset), so a few hundred rows still train the model.
@@ -185,7 +197,14 @@ def train(
     task = ctx.task
     train_split = ctx.data.train
     encoded = task.encode(processor, train_split.inputs, ctx.max_length)
-    val_encoded = task.encode(processor, ctx.data.validation.inputs, ctx.max_length)
+    if validate is None:
+        val_encoded = task.encode(processor, ctx.data.validation.inputs, ctx.max_length)
+
+        def validate(model: Any) -> tuple[float, dict[str, float]]:
+            logits = predict_logits(model, processor, val_encoded, task)
+            value = accuracy(ctx.data.validation.labels, logits.argmax(-1))
+            return value, {"val_accuracy": value}
+
     lengths = task.lengths(encoded)
     labels = torch.as_tensor(train_split.labels)
 
@@ -216,7 +235,7 @@ def train(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     history: list[dict[str, float]] = []
-    best_acc, best_state = -1.0, None
+    best_score, best_state, best_figures = -float("inf"), None, {}
     step, epoch = 0, 0
     while step < total_steps:
         epoch += 1
@@ -247,22 +266,22 @@ def train(
             loss_sum, batch_count = accelerator.reduce(sums, reduction="sum").tolist()
             train_loss = loss_sum / max(1.0, batch_count)
         unwrapped = accelerator.unwrap_model(model)
-        val_logits = predict_logits(unwrapped, processor, val_encoded, task)
-        val_acc = accuracy(ctx.data.validation.labels, val_logits.argmax(-1))
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc})
-        ctx.log(
-            f"{desc} epoch {epoch}: train loss {train_loss:.4f}, validation accuracy {val_acc:.4f}"
-        )
-        if cfg.keep_best and val_acc > best_acc:
-            best_acc = val_acc
-            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        score, figures = validate(unwrapped)
+        unwrapped.train()
+        history.append({"epoch": epoch, "train_loss": train_loss, **figures})
+        shown = ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in figures.items())
+        ctx.log(f"{desc} epoch {epoch}: train loss {train_loss:.4f}, validation {shown}")
+        if score > best_score:
+            best_score, best_figures = score, figures
+            if cfg.keep_best:
+                best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
     final = accelerator.unwrap_model(model)
     if cfg.keep_best and best_state is not None:
         final.load_state_dict(best_state)
     final.eval()
     return {
         "epochs": history,
-        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        **{f"best_{k}": v for k, v in best_figures.items()},
         "steps": step,
         "processes": accelerator.num_processes,
     }

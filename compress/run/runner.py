@@ -134,6 +134,6 @@ def _run_locked(
 def _report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> None:
-    from compress.run.report_step import make_report
+    from compress.run.reports import make_run_report
 
-    make_report(recipe, results, data, out, progress)
+    make_run_report(recipe, results, data, out, progress)

@@ -16,6 +16,7 @@ from compress.tasks.base import Task
 TASK_MODULES = {
     "text-classification": "compress.tasks.text",
     "image-classification": "compress.tasks.image",
+    "text-generation": "compress.tasks.generation",
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_MODULES)
 

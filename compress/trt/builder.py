@@ -152,6 +152,8 @@ def add_profile(
         for axis, ranges in zip(dynamic, (options.batch, options.sequence), strict=False):
             for which in range(3):
                 picked[which][axis] = ranges[which]
+        if tensor.name.startswith("past_key_values.") and len(dynamic) == 2:
+            picked[0][dynamic[1]] = 0  # a decoder's first step has no past (an empty cache)
         profile.set_shape(tensor.name, *picked)
         shapes[tensor.name] = dict(zip(("min", "opt", "max"), picked, strict=True))
     config.add_optimization_profile(profile)

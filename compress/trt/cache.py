@@ -47,7 +47,7 @@ INSTALL_HINT = (
     "pip install 'edge-compress[tensorrt-rtx]' (TensorRT-RTX, builds on a machine without "
     "a GPU), or install TensorRT from NVIDIA (JetPack on Jetson)"
 )
-BUILD_FORMAT = 1  # bump when the builder code changes what an engine holds
+BUILD_FORMAT = 2  # bump when the builder code changes what an engine holds (2: empty past)
 ENGINE_FILE = "engine.plan"
 INFO_FILE = "build.json"
 LOG_FILE = "build.log"

@@ -1,0 +1,190 @@
+"""The report of a text-generation run: every stage against the original, in four forms.
+
+Per stage: perplexity (and its change), the zero-shot task score, time to
+first token per prompt length, decode tokens/s, peak memory, size and
+parameters; ratios are to the original (PyTorch FP32 with its KV cache),
+measured in the same run. JSON is the source; Markdown, HTML and a plot of
+perplexity against decode speed are rendered from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compress.artifacts import write_json_atomic
+from compress.benchmark.report import REPORT_FILES, REPORT_VERSION
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return (
+        float(a) / float(b)
+        if isinstance(a, int | float) and isinstance(b, int | float) and b
+        else None
+    )
+
+
+def build_generation_report(stages: list[dict[str, Any]], method: dict[str, Any]) -> dict[str, Any]:
+    """The report: stages with `vs_original` figures (the first stage is the original)."""
+    base = stages[0]
+    for stage in stages:
+        vs: dict[str, Any] = {
+            "size_x_smaller": _ratio(base["size_bytes"], stage["size_bytes"]),
+            "perplexity_change": (_ratio(stage["perplexity"], base["perplexity"]) or 1.0) - 1.0,
+            "decode_x": _ratio(
+                stage["speed"]["decode_tokens_per_s"], base["speed"]["decode_tokens_per_s"]
+            ),
+            "ttft_x_faster": {
+                n: _ratio(base["speed"]["ttft_ms"][n], ms)
+                for n, ms in stage["speed"]["ttft_ms"].items()
+            },
+        }
+        if "accuracy" in stage and "accuracy" in base:
+            vs["accuracy_delta"] = stage["accuracy"] - base["accuracy"]
+            pairs = zip(stage.get("predictions", []), base.get("predictions", []), strict=False)
+            agree = [a == b for a, b in pairs]
+            vs["agreement"] = sum(agree) / len(agree) if agree else None
+        if stage.get("peak_memory") and base.get("peak_memory"):
+            vs["memory_x_smaller"] = _ratio(
+                base["peak_memory"]["peak_rss_mb"], stage["peak_memory"]["peak_rss_mb"]
+            )
+        first = base["speed"]["generated"]
+        same = sum(1 for a, b in zip(stage["speed"]["generated"], first, strict=False) if a == b)
+        vs["same_greedy_tokens"] = [same, len(first)]
+        stage["vs_original"] = vs
+    return {
+        "report_version": REPORT_VERSION,
+        "kind": "text-generation",
+        "stages": stages,
+        "method": method,
+    }
+
+
+def _f(value: Any, fmt: str, suffix: str = "") -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:{fmt}}{suffix}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    method = report["method"]
+    lengths = [str(n) for n in method["generation"]["prompt_lengths"]]
+    labelled = any("accuracy" in s for s in report["stages"])
+    head = ["stage", "runtime", "precision", "perplexity", "vs original"]
+    head += ["task accuracy"] if labelled else []
+    head += [f"TTFT {n} tok (ms)" for n in lengths]
+    head += [
+        "decode tok/s",
+        "vs original",
+        "peak memory (MB)",
+        "size (MB)",
+        "x smaller",
+        "params (M)",
+    ]
+    lines = [f"# {method.get('recipe_name', 'run')}: text generation", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage in report["stages"]:
+        vs, speed = stage["vs_original"], stage["speed"]
+        memory = (stage.get("peak_memory") or {}).get("peak_rss_mb")
+        row = [
+            f"{stage['step']}:{stage['variant']}",
+            stage["runtime"],
+            stage["precision"],
+            _f(stage["perplexity"], ".1f"),
+            _f(100 * vs["perplexity_change"], "+.1f", "%"),
+        ]
+        if labelled:
+            row.append(_f(100 * stage["accuracy"], ".2f", "%") if "accuracy" in stage else "-")
+        row += [_f(speed["ttft_ms"].get(n), ".1f") for n in lengths]
+        row += [
+            _f(speed["decode_tokens_per_s"], ".1f"),
+            _f(vs["decode_x"], ".2f", "x"),
+            _f(memory, ".0f"),
+            _f(stage["size_bytes"] / 1e6, ".1f"),
+            _f(vs["size_x_smaller"], ".2f", "x"),
+            _f((stage.get("parameters") or 0) / 1e6 or None, ".1f"),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    gen = method["generation"]
+    lines += [
+        "",
+        "## How this was measured",
+        "",
+        f"- Perplexity: {report['stages'][0]['perplexity_texts']} test texts, one sequence each "
+        f"(at most {method['max_length']} tokens, BOS as the tokenizer adds it); exp of the mean "
+        "negative log-likelihood of every token after the first.",
+    ]
+    if labelled:
+        lines.append(
+            f"- Task accuracy: zero-shot, {report['stages'][0].get('n_eval')} test examples; the "
+            f"label whose word is likeliest after the prompt `{method['prompt']!r}` "
+            f"(words: {', '.join(method['label_words'])})."
+        )
+    lines += [
+        f"- Speed: greedy decoding at batch 1 with the KV cache, {gen['new_tokens']} new tokens "
+        f"after a {min(gen['prompt_lengths'])}-token prompt of real test text; time to first token "
+        f"(the prompt's forward pass and the first token) at {', '.join(lengths)} tokens; medians "
+        f"of {gen['rounds']} rounds, the stages taking turns in each round; "
+        f"{method['threads']} intra-op threads.",
+        "- Peak memory: resident set of a fresh process that loads the stage and generates "
+        "(an ONNX stage's process does not import PyTorch).",
+        "- Size: weight files on disk (safetensors; .onnx plus external data).",
+        f"- CPU: {method['cpu']} ({', '.join(method['cpu_features']) or 'no AVX-512/VNNI'}); "
+        + ", ".join(f"{k} {v}" for k, v in method["versions"].items()),
+        f"- Date: {method['date']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_terminal(report: dict[str, Any]) -> str:
+    out = []
+    for stage in report["stages"]:
+        vs = stage["vs_original"]
+        accuracy = f", task {100 * stage['accuracy']:.2f}%" if "accuracy" in stage else ""
+        out.append(
+            f"  {stage['step']}:{stage['variant']}: perplexity {stage['perplexity']:.1f} "
+            f"({100 * vs['perplexity_change']:+.1f}%){accuracy}, "
+            f"{stage['speed']['decode_tokens_per_s']:.1f} tok/s ({_f(vs['decode_x'], '.2f')}x), "
+            f"{stage['size_bytes'] / 1e6:.1f} MB ({_f(vs['size_x_smaller'], '.2f')}x smaller)"
+        )
+    return "\n".join(out)
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Perplexity against decode tokens/s (area: size; the original in red)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    stages = report["stages"]
+    biggest = max(s["size_bytes"] for s in stages)
+    for i, stage in enumerate(stages):
+        x, y = stage["speed"]["decode_tokens_per_s"], stage["perplexity"]
+        area = 40 + 600 * stage["size_bytes"] / biggest
+        ax.scatter([x], [y], s=area, alpha=0.6, color="tab:red" if i == 0 else "tab:blue")
+        ax.annotate(f"{stage['step']}:{stage['variant']}", (x, y), fontsize=7)
+    ax.set_xlabel("decode tokens/s at batch 1 (higher is better)")
+    ax.set_ylabel("perplexity (lower is better)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def write_generation_report(
+    report: dict[str, Any], out_dir: Path, *, with_plot: bool
+) -> list[Path]:
+    from compress.benchmark.report_html import render_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, png_path, html_path = (out_dir / name for name in REPORT_FILES)
+    write_json_atomic(json_path, report)
+    markdown = render_markdown(report)
+    md_path.write_text(markdown, encoding="utf-8")
+    written = [json_path, md_path]
+    if with_plot and plot(report, png_path):
+        written.append(png_path)
+    html_path.write_text(
+        render_html(markdown, png_path if png_path in written else None), encoding="utf-8"
+    )
+    return [*written, html_path]

@@ -1,0 +1,247 @@
+"""Weight-only quantization of an ONNX causal LM with ONNX Runtime's MatMulNBits quantizer.
+
+Three groups of weights, each quantized in its own call so each has its own
+bits and method: the decoder layers' MatMuls (`algorithm` at `bits`), the LM
+head MatMul (`lm_head_bits`, round to nearest) and the token embedding's
+Gather (`embedding_bits`, GatherBlockQuantized). MatMuls become `MatMulNBits`
+nodes (blocks of `block_size` weights along the input axis, a scale and zero
+point per block), which ONNX Runtime's CPU kernels run without ever holding
+the float weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from compress.errors import PassFailed
+
+if TYPE_CHECKING:
+    from compress.llm.options import WeightOnlyConfig
+
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room
+
+
+def untie_lm_head(model: Any) -> str | None:
+    """Give a tied LM head its own weight initializer, so the quantizer can see it.
+
+    optimum exports a tied head as `MatMul(x, Transpose(embedding))`; the
+    Transpose is folded into an initializer here. Returns the embedding
+    initializer's name when the head was tied to it (None: not tied).
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    head = next((n for n in graph.node if n.op_type == "MatMul" and set(n.output) & outputs), None)
+    if head is None or head.input[1] in constants:
+        return None
+    transpose = producers.get(head.input[1])
+    if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in constants:
+        return None
+    embedding: str = transpose.input[0]
+    weight = numpy_helper.to_array(constants[embedding]).T.copy()
+    graph.initializer.append(numpy_helper.from_array(weight, "lm_head.weight_transposed"))
+    head.input[1] = "lm_head.weight_transposed"
+    if not any(transpose.output[0] in n.input for n in graph.node):
+        graph.node.remove(transpose)
+    return embedding
+
+
+def share_embedding(model: Any, embedding: str) -> bool:
+    """Let the embedding's Gather read the quantized LM head (GatherBlockQuantized), and drop
+    the float embedding: one quantized copy of a tied matrix, as in the PyTorch model.
+
+    Only an LM head with integer zero points (round to nearest) can be shared; False when
+    the head is not MatMulNBits of that kind.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    head = next(
+        (n for n in graph.node if n.op_type == "MatMulNBits" and set(n.output) & outputs), None
+    )
+    gather = next(
+        (n for n in graph.node if n.op_type == "Gather" and n.input[0] == embedding), None
+    )
+    if head is None or gather is None:
+        return False
+    zero = constants.get(head.input[3]) if len(head.input) > 3 and head.input[3] else None
+    if zero is not None and zero.data_type != TensorProto.UINT8:
+        return False
+    attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
+    bits, block, k, n = attrs["bits"], attrs["block_size"], attrs["K"], attrs["N"]
+    if k % block:
+        return False
+    blocks = k // block
+    flat = head.input[1] + "_rows"
+    shape = flat + "_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([n, k * bits // 8], np.int64), shape))
+    graph.node.insert(0, helper.make_node("Reshape", [head.input[1], shape], [flat], name=flat))
+    scales = constants[head.input[2]]
+    scales.CopyFrom(
+        numpy_helper.from_array(numpy_helper.to_array(scales).reshape(n, blocks), scales.name)
+    )
+    inputs = [flat, gather.input[1], scales.name]
+    if zero is not None:
+        packed = numpy_helper.to_array(zero).reshape(n, -1)
+        zero.CopyFrom(numpy_helper.from_array(packed, zero.name))
+        inputs.append(zero.name)
+    shared = helper.make_node(
+        "GatherBlockQuantized",
+        inputs,
+        list(gather.output),
+        name=gather.name + "_shared",
+        domain="com.microsoft",
+        bits=bits,
+        block_size=block,
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    position = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    graph.node.insert(position, shared)
+    if not any(embedding in node.input for node in graph.node):
+        graph.initializer.remove(constants[embedding])
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return True
+
+
+def node_groups(model: Any) -> dict[str, list[str]]:
+    """Names of the layers' MatMuls, the LM head MatMul and the embedding Gather."""
+    constants = {t.name: t for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    inputs = {i.name for i in model.graph.input}
+    groups: dict[str, list[str]] = {"layers": [], "lm_head": [], "embedding": []}
+    for node in model.graph.node:
+        weight = constants.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
+            key = "lm_head" if set(node.output) & outputs else "layers"
+            groups[key].append(node.name)
+        elif node.op_type == "Gather" and node.input[0] in constants and node.input[1] in inputs:
+            groups["embedding"].append(node.name)
+    return groups
+
+
+def _algo_config(name: str, bits: int, block: int, symmetric: bool, ops: tuple[str, ...]) -> Any:
+    from onnxruntime.quantization import matmul_nbits_quantizer as q
+
+    if name == "hqq":
+        return q.HQQWeightOnlyQuantConfig(block_size=block, bits=bits, op_types_to_quantize=ops)
+    return q.DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=symmetric, bits=bits, op_types_to_quantize=ops
+    )
+
+
+class Group(NamedTuple):
+    """One quantizer call: these nodes, by this algorithm, at these bits and block size."""
+
+    name: str
+    nodes: list[str]
+    algorithm: str  # rtn, hqq, or embedding (a Gather, round to nearest)
+    bits: int
+    block: int
+    symmetric: bool
+
+
+def _quantize(model: Any, group: Group, wo: WeightOnlyConfig) -> Any:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    nodes, bits = group.nodes, group.bits
+    gather = group.algorithm == "embedding"
+    ops = ("Gather",) if gather else ("MatMul",)
+    algorithm = "rtn" if gather else group.algorithm
+    config = _algo_config(algorithm, bits, group.block, group.symmetric, ops)
+    wanted = set(nodes)
+    others = [n.name for n in model.graph.node if n.op_type in ops and n.name not in wanted]
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        bits=bits,
+        block_size=group.block,
+        is_symmetric=group.symmetric,
+        accuracy_level=wo.accuracy_level or None,
+        nodes_to_include=nodes,
+        nodes_to_exclude=others,  # HQQ reads only this list
+        op_types_to_quantize=ops,
+        quant_axes=(("Gather", 1),) if gather else None,
+        algo_config=config,
+    )
+    quantizer.process()
+    return quantizer.model.model
+
+
+def quantize_weights(
+    source: Path,
+    target: Path,
+    wo: WeightOnlyConfig,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the weight-only quantized `target`; returns what was quantized and how."""
+    import onnx
+
+    model = onnx.load(str(source))
+    tied = untie_lm_head(model) if wo.lm_head_bits is not None else None
+    groups = node_groups(model)
+
+    def matching(patterns: list[str]) -> list[str]:
+        return [n for n in groups["layers"] if any(re.fullmatch(p, n) for p in patterns)]
+
+    keep, rtn = matching(wo.keep_float), matching(wo.rtn_layers)
+    rest = [n for n in groups["layers"] if n not in keep and n not in rtn]
+    if not rest and not rtn:
+        raise PassFailed(f"{source.name}: no MatMul with constant weights to quantize")
+    block, sym = wo.block_size, wo.symmetric
+    plan = [Group("layers", rest, wo.algorithm, wo.bits, block, sym)] if rest else []
+    if rtn and wo.algorithm != "rtn":
+        plan.append(
+            Group("layers (rtn)", [n for n in rtn if n not in keep], "rtn", wo.bits, block, sym)
+        )
+    elif rtn:
+        plan[0:1] = [Group("layers", rest + rtn, "rtn", wo.bits, block, sym)]
+    if wo.lm_head_bits is not None and groups["lm_head"]:
+        head = wo.lm_head_block_size or block
+        plan.append(
+            Group("lm_head", groups["lm_head"], "rtn", wo.lm_head_bits, head, wo.lm_head_symmetric)
+        )
+    share = wo.embedding == "shared" and tied is not None
+    if (wo.embedding == "int4" or (wo.embedding == "shared" and not share)) and groups["embedding"]:
+        plan.append(Group("embedding", groups["embedding"], "embedding", 4, block, sym))
+    summary: dict[str, Any] = {"kept_float": keep, "groups": {}}
+    quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for group in tqdm(plan, desc="weight-only", disable=not progress):
+            start = time.perf_counter()
+            model = _quantize(model, group, wo)
+            summary["groups"][group.name] = {
+                "nodes": len(group.nodes),
+                "bits": group.bits,
+                "block_size": group.block,
+                "symmetric": group.symmetric,
+                "algorithm": "rtn" if group.algorithm == "embedding" else group.algorithm,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+    finally:
+        quiet.setLevel(level)
+    if share and tied is not None:
+        summary["embedding_shares_lm_head"] = share_embedding(model, tied)
+        if not summary["embedding_shares_lm_head"]:
+            raise PassFailed(
+                "the LM head could not be shared with the embedding (it needs integer zero "
+                "points); set weight_only.embedding: int4 or float"
+            )
+    large = model.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(model, str(target), save_as_external_data=large, location=target.name + ".data")
+    return summary

@@ -1,0 +1,58 @@
+"""A tiny Llama built from a config, with a word-level tokenizer, for text-generation tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import FILLER, NEGATIVE, POSITIVE, make_texts
+
+SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
+WORDS = [*SPECIAL, *POSITIVE, *NEGATIVE, *FILLER, "neg", "pos", "Review:", "Sentiment:"]
+
+
+def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True) -> Path:
+    """Save a random 4-layer Llama (hidden 32, 4 heads in 2 KV groups) and its tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=128,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=tie,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def write_corpus_csv(folder: Path, n: int, seed: int) -> Path:
+    """`folder/corpus.csv` (text,label) of `make_texts` sentences labelled neg/pos."""
+    texts, labels = make_texts(n, seed)
+    names = ["neg", "pos"]
+    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
+    path = folder / "corpus.csv"
+    path.write_text("text,label\n" + rows)
+    return path
