@@ -37,7 +37,9 @@ def export_with_past(model: Any, tokenizer: Any, folder: Path, opset: int) -> Pa
     return folder / "model.onnx"
 
 
-def fuse_decoder(source: Path, target: Path, context: int) -> dict[str, int]:
+def fuse_decoder(
+    source: Path, target: Path, context: int, heads: int, hidden: int
+) -> dict[str, int]:
     """ONNX Runtime's decoder fusions of `source` into `target`: RMSNorm (with the residual
     add: SkipSimplifiedLayerNormalization) and rotary embeddings; returns what was fused.
 
@@ -50,7 +52,7 @@ def fuse_decoder(source: Path, target: Path, context: int) -> dict[str, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fused = optimize_model(
-            str(source), model_type="gpt2", num_heads=0, hidden_size=0, opt_level=0
+            str(source), model_type="gpt2", num_heads=heads, hidden_size=hidden, opt_level=0
         )
     for tensor in fused.model.graph.initializer:
         if tensor.name in ("cos_cache", "sin_cache") and tensor.dims and tensor.dims[0] > context:

@@ -118,6 +118,22 @@ def share_embedding(model: Any, embedding: str) -> bool:
     return True
 
 
+def set_accuracy_level(model: Any, level: int) -> int:
+    """Set every MatMulNBits node's `accuracy_level` (4: INT8 activations, ONNX Runtime's
+    fast CPU kernels; without it they dequantize the weights at every call). The
+    quantizer's own argument does not reach the nodes its algorithm configs write."""
+    from onnx import helper
+
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute("accuracy_level", level)])
+            count += 1
+    return count
+
+
 def node_groups(model: Any) -> dict[str, list[str]]:
     """Names of the layers' MatMuls, the LM head MatMul and the embedding Gather."""
     constants = {t.name: t for t in model.graph.initializer}
@@ -197,18 +213,20 @@ def quantize_weights(
     def matching(patterns: list[str]) -> list[str]:
         return [n for n in groups["layers"] if any(re.fullmatch(p, n) for p in patterns)]
 
-    keep, rtn = matching(wo.keep_float), matching(wo.rtn_layers)
-    rest = [n for n in groups["layers"] if n not in keep and n not in rtn]
-    if not rest and not rtn:
+    keep = matching(wo.keep_float)
+    wide = [n for n in matching(wo.int8_layers) if n not in keep]
+    rtn = [n for n in matching(wo.rtn_layers) if n not in keep and n not in wide]
+    rest = [n for n in groups["layers"] if n not in keep and n not in rtn and n not in wide]
+    if not rest and not rtn and not wide:
         raise PassFailed(f"{source.name}: no MatMul with constant weights to quantize")
     block, sym = wo.block_size, wo.symmetric
     plan = [Group("layers", rest, wo.algorithm, wo.bits, block, sym)] if rest else []
     if rtn and wo.algorithm != "rtn":
-        plan.append(
-            Group("layers (rtn)", [n for n in rtn if n not in keep], "rtn", wo.bits, block, sym)
-        )
+        plan.append(Group("layers (rtn)", rtn, "rtn", wo.bits, block, sym))
     elif rtn:
         plan[0:1] = [Group("layers", rest + rtn, "rtn", wo.bits, block, sym)]
+    if wide:
+        plan.append(Group("layers (8-bit)", wide, "rtn", 8, block, sym))
     if wo.lm_head_bits is not None and groups["lm_head"]:
         head = wo.lm_head_block_size or block
         plan.append(
@@ -242,6 +260,8 @@ def quantize_weights(
                 "the LM head could not be shared with the embedding (it needs integer zero "
                 "points); set weight_only.embedding: int4 or float"
             )
+    if wo.accuracy_level:
+        set_accuracy_level(model, wo.accuracy_level)
     large = model.ByteSize() > EXTERNAL_DATA_BYTES
     onnx.save(model, str(target), save_as_external_data=large, location=target.name + ".data")
     return summary

@@ -14,17 +14,22 @@ class WeightOnlyConfig(StrictOptions):
 
     bits: Literal[4, 8] = Field(4, description="bits of the decoder layers' weights")
     algorithm: Literal["rtn", "hqq"] = Field(
-        "hqq", description="rtn: round to nearest; hqq: half-quadratic optimised scales"
+        "rtn",
+        description="rtn: round to nearest (integer zero points: ONNX Runtime's fast CPU "
+        "kernels); hqq: half-quadratic optimised scales (float zero points: slower kernels)",
     )
     block_size: int = Field(32, ge=16, le=256, description="weights per scale (power of 2)")
     symmetric: bool = Field(False, description="zero point fixed at the middle (rtn)")
     lm_head_bits: Literal[4, 8] | None = Field(
-        4, description="bits of the LM head, round to nearest (None: kept float)"
+        8, description="bits of the LM head, round to nearest (None: kept float)"
     )
     lm_head_block_size: int | None = Field(
         None, ge=16, le=256, description="weights per scale of the LM head (None: block_size)"
     )
-    lm_head_symmetric: bool = Field(False, description="the LM head without zero points")
+    lm_head_symmetric: bool = Field(True, description="the LM head without zero points")
+    int8_layers: RegexList = Field(
+        [], description="regexes of MatMul node names kept at 8 bits (round to nearest)"
+    )
     rtn_layers: RegexList = Field(
         [],
         description="regexes of MatMul node names rounded to nearest instead of by algorithm "

@@ -104,7 +104,10 @@ class OrtLM:
                 "past_key_values.* inputs; export with export_onnx on a text-generation recipe)"
             )
         shape = self.inputs[self.past_names[0]].shape  # [batch, kv_heads, past, head_dim]
-        self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
+        if isinstance(shape[1], int) and isinstance(shape[3], int):
+            self.kv_heads, self.head_dim = shape[1], shape[3]
+        else:  # named dimensions: the configs beside the file say
+            self.kv_heads, self.head_dim = _cache_shape(file.parent)
         self.past_type = (
             np.float16 if "float16" in self.inputs[self.past_names[0]].type else np.float32
         )
@@ -192,6 +195,28 @@ class OrtLM:
 
     def close(self) -> None:
         del self.session
+
+
+def _cache_shape(folder: Path) -> tuple[int, int]:
+    """(KV heads, head size) from config.json or genai_config.json beside an ONNX file."""
+    import json
+
+    for name in ("config.json", "genai_config.json"):
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        config = data.get("model", {}).get("decoder", data) if name.startswith("genai") else data
+        heads = config.get("num_attention_heads")
+        kv = config.get("num_key_value_heads", heads)
+        size = config.get("head_dim") or config.get("head_size")
+        if size is None and heads and config.get("hidden_size"):
+            size = config["hidden_size"] // heads
+        if isinstance(kv, int) and isinstance(size, int):
+            return kv, size
+    raise UserError(
+        f"{folder}: the KV cache shape is not in the graph, config.json or genai_config.json"
+    )
 
 
 def _context_length(folder: Path) -> int | None:

@@ -102,7 +102,7 @@ class QuantizeConfig(CalibrationConfig):
     weight_only: WeightOnlyConfig | None = Field(
         None,
         description="text-generation: weight-only INT4/INT8 of the MatMuls and the embedding "
-        "(ONNX Runtime MatMulNBits); default there: {bits: 4, algorithm: hqq}",
+        "(ONNX Runtime MatMulNBits); default there: 4-bit layers, 8-bit head",
     )
 
     @field_validator("targets")

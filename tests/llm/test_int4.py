@@ -76,7 +76,9 @@ def test_matmuls_can_be_kept_float(exported: Path, tmp_path: Path) -> None:
 
 def test_named_matmuls_are_rounded_to_nearest_beside_hqq(exported: Path, tmp_path: Path) -> None:
     target = tmp_path / "model_int4.onnx"
-    wo = WeightOnlyConfig(block_size=16, rtn_layers=[r".*/mlp/down_proj/.*"], lm_head_bits=8)
+    wo = WeightOnlyConfig(
+        algorithm="hqq", block_size=16, rtn_layers=[r".*/mlp/down_proj/.*"], lm_head_bits=8
+    )
     summary = quantize_weights(exported, target, wo, progress=False)
     assert summary["groups"]["layers (rtn)"]["nodes"] == 4
     assert summary["groups"]["layers"]["algorithm"] == "hqq"
@@ -93,3 +95,21 @@ def test_named_matmuls_are_rounded_to_nearest_beside_hqq(exported: Path, tmp_pat
 def test_a_block_size_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="power of 2"):
         WeightOnlyConfig(block_size=48)
+
+
+def test_every_matmulnbits_runs_the_fast_kernels_and_8_bit_layers_stay_8_bit(
+    exported: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "model_int4.onnx"
+    wo = WeightOnlyConfig(algorithm="rtn", block_size=16, int8_layers=[r".*/layers\.0/.*"])
+    summary = quantize_weights(exported, target, wo, progress=False)
+    assert summary["groups"]["layers (8-bit)"] == {
+        "nodes": 7, "bits": 8, "block_size": 16, "symmetric": False, "algorithm": "rtn",
+        "seconds": summary["groups"]["layers (8-bit)"]["seconds"],
+    }  # fmt: skip
+    for node in onnx.load(str(target)).graph.node:
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["accuracy_level"] == 4
+            eight = "/layers.0/" in node.name or "lm_head" in node.name  # the head: 8 by default
+            assert attrs["bits"] == (8 if eight else 4), node.name

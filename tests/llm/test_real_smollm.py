@@ -19,7 +19,7 @@ data: {source: rotten-tomatoes, max_length: 48, train_samples: 64}
 passes:
   - prune: {layers: 26, importance_batches: 4}
   - export_onnx: {atol: 0.002}
-  - quantize: {weight_only: {algorithm: hqq, block_size: 32}}
+  - quantize: {weight_only: {algorithm: hqq, block_size: 32, lm_head_bits: 4}}
 benchmark:
   generation: {prompt_lengths: [16], new_tokens: 8, rounds: 1, perplexity_texts: 40,
                task_samples: 40, peak_memory: false}
