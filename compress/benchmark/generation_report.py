@@ -162,7 +162,15 @@ def plot(report: dict[str, Any], path: Path) -> bool:
         x, y = stage["speed"]["decode_tokens_per_s"], stage["perplexity"]
         area = 40 + 600 * stage["size_bytes"] / biggest
         ax.scatter([x], [y], s=area, alpha=0.6, color="tab:red" if i == 0 else "tab:blue")
-        ax.annotate(f"{stage['step']}:{stage['variant']}", (x, y), fontsize=7)
+        ax.annotate(  # stages often share a perplexity: labels step up and down
+            f"{stage['step']}:{stage['variant']}",
+            (x, y),
+            xytext=(6, 11 * (i % 3) - 11),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right + 0.25 * (right - left))  # room for the labels of the fastest
     ax.set_xlabel("decode tokens/s at batch 1 (higher is better)")
     ax.set_ylabel("perplexity (lower is better)")
     ax.grid(alpha=0.3)
