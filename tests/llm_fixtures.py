@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, make_texts
+from tests.conftest import FILLER, NEGATIVE, POSITIVE
 
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = [*SPECIAL, *POSITIVE, *NEGATIVE, *FILLER, "neg", "pos", "Review:", "Sentiment:"]
@@ -46,13 +46,3 @@ def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True) -> Path:
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
-
-
-def write_corpus_csv(folder: Path, n: int, seed: int) -> Path:
-    """`folder/corpus.csv` (text,label) of `make_texts` sentences labelled neg/pos."""
-    texts, labels = make_texts(n, seed)
-    names = ["neg", "pos"]
-    rows = "".join(f"{t},{names[y]}\n" for t, y in zip(texts, labels, strict=True))
-    path = folder / "corpus.csv"
-    path.write_text("text,label\n" + rows)
-    return path

@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compress.artifacts import write_json_atomic
-from compress.benchmark.report import REPORT_FILES, REPORT_VERSION
+from compress.benchmark.report import REPORT_VERSION
 
 
 def _ratio(a: Any, b: Any) -> float | None:
@@ -177,22 +176,3 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
-
-
-def write_generation_report(
-    report: dict[str, Any], out_dir: Path, *, with_plot: bool
-) -> list[Path]:
-    from compress.benchmark.report_html import render_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path, png_path, html_path = (out_dir / name for name in REPORT_FILES)
-    write_json_atomic(json_path, report)
-    markdown = render_markdown(report)
-    md_path.write_text(markdown, encoding="utf-8")
-    written = [json_path, md_path]
-    if with_plot and plot(report, png_path):
-        written.append(png_path)
-    html_path.write_text(
-        render_html(markdown, png_path if png_path in written else None), encoding="utf-8"
-    )
-    return [*written, html_path]

@@ -7,6 +7,7 @@ when the plot is drawn.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -326,21 +327,32 @@ def render_terminal(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out_dir: Path, *, plot: bool = True) -> list[Path]:
-    """Write report.json, report.md, report.html and (with matplotlib, when `plot`) report.png."""
+def write_report(
+    report: dict[str, Any],
+    out_dir: Path,
+    *,
+    plot: bool = True,
+    render: Callable[[dict[str, Any]], str] | None = None,
+    draw: Callable[[dict[str, Any], Path], bool] | None = None,
+) -> list[Path]:
+    """Write report.json, report.md, report.html and (with matplotlib, when `plot`) report.png.
+
+    `render` and `draw` make the Markdown and the plot of another kind of report (a
+    text-generation run's); by default the classification ones.
+    """
     from compress.benchmark.report_html import render_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path, html_path = (out_dir / name for name in REPORT_FILES)
     write_json_atomic(json_path, report)
-    markdown = render_markdown(report)
+    markdown = (render or render_markdown)(report)
     md_path.write_text(markdown, encoding="utf-8")
     written = [json_path, md_path]
     if plot:
         from compress.benchmark.plot import plot_report
 
-        if plot_report(report, png_path):
+        if (draw or plot_report)(report, png_path):
             written.append(png_path)
     has_plot = png_path in written
     html_path.write_text(render_html(markdown, png_path if has_plot else None), encoding="utf-8")

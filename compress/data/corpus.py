@@ -29,7 +29,13 @@ DEFAULT_PROMPT = "{text}\nLabel:"
 
 def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
     """The texts named by `spec`, split, with labels where the source has them."""
-    from compress.data.tables import encode_labels, local_path, read_records, split_rows
+    from compress.data.tables import (
+        encode_labels,
+        hub_rows,
+        local_path,
+        read_records,
+        split_rows,
+    )
 
     if spec.source == "rotten-tomatoes":
         from compress.data.rotten_tomatoes import load_rows
@@ -48,7 +54,7 @@ def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
         texts = [line.strip() for line in lines if line.strip()]
         return _unlabelled(spec, texts, str(path))
     local = path.exists() or bool(path.suffix)  # else a hub dataset id
-    records = read_records(path) if local else _hub_records(spec)
+    records = read_records(path) if local else hub_rows(spec)[0]
     where = str(path) if path.exists() else spec.source
     texts, raw = _texts(records, spec, where)
     if raw is None:
@@ -56,25 +62,6 @@ def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
     labels, names = encode_labels(raw, spec.labels, where)
     data = split_rows(spec, texts, labels, names)
     return _with_prompt(data, spec, DEFAULT_PROMPT, names)
-
-
-def _hub_records(spec: DataSpec) -> list[dict[str, Any]]:
-    """Every row of every split of a hub dataset (needs `datasets` and a reachable hub)."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            f"'{spec.source}' is neither an offline corpus (rotten-tomatoes) nor an existing "
-            "file; to use a Hugging Face dataset id install `datasets` (pip install datasets)"
-        ) from None
-    try:
-        loaded = datasets.load_dataset(spec.source)
-    except Exception as exc:  # the hub client raises many types
-        raise DataError(f"could not load dataset '{spec.source}': {exc}") from None
-    rows: list[dict[str, Any]] = []
-    for split_name in loaded:
-        rows.extend(loaded[split_name])
-    return rows
 
 
 def _texts(

@@ -18,6 +18,7 @@ from compress.data.tables import (
     FILE_SUFFIXES,
     dataset_of,
     encode_labels,
+    hub_rows,
     local_path,
     read_records,
     split_rows,
@@ -175,21 +176,8 @@ def _photos(spec: DataSpec) -> Dataset:
 
 
 def _load_hub(spec: DataSpec) -> Dataset:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            f"'{spec.source}' is neither an offline dataset (rotten-tomatoes) nor an existing "
-            "file; to use a Hugging Face dataset id install `datasets` (pip install datasets)"
-        ) from None
-    try:
-        loaded = datasets.load_dataset(spec.source)
-    except Exception as exc:  # the hub client raises many types
-        raise DataError(f"could not load dataset '{spec.source}': {exc}") from None
-    rows: list[dict[str, Any]] = []
-    for split_name in loaded:
-        rows.extend(loaded[split_name])
-    feature = loaded[next(iter(loaded))].features.get(spec.label_column)
+    rows, features = hub_rows(spec)
+    feature = features.get(spec.label_column)
     names = spec.labels or getattr(feature, "names", None)
     texts, raw = _columns(rows, spec, spec.source)
     labels, names = encode_labels(raw, names, spec.source)

@@ -142,3 +142,23 @@ def dataset_of(spec: DataSpec, splits: dict[str, Split], names: list[str]) -> Da
         source=spec.source,
         key=key,
     )
+
+
+def hub_rows(spec: DataSpec) -> tuple[list[dict[str, Any]], Any]:
+    """Every row of every split of a hub dataset, and its first split's features (needs
+    `datasets` and a reachable hub)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"'{spec.source}' is neither an offline dataset (rotten-tomatoes) nor an existing "
+            "file; to use a Hugging Face dataset id install `datasets` (pip install datasets)"
+        ) from None
+    try:
+        loaded = datasets.load_dataset(spec.source)
+    except Exception as exc:  # the hub client raises many types
+        raise DataError(f"could not load dataset '{spec.source}': {exc}") from None
+    rows: list[dict[str, Any]] = []
+    for split_name in loaded:
+        rows.extend(loaded[split_name])
+    return rows, loaded[next(iter(loaded))].features

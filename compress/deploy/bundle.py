@@ -181,23 +181,10 @@ def make_bundle(
             "requirements": _requirements(inputs),
         }
         _write_scripts(partial, manifest, device)
-        manifest["files"] = {
-            p.relative_to(partial).as_posix(): sha256_file(p)
-            for p in sorted(partial.rglob("*"))
-            if p.is_file()
-        }
-        (partial / "manifest.json").write_text(_json(manifest))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(partial, out)
+        tarball = finish_bundle(partial, out, manifest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    tarball = out.with_name(f"{out.name}.tar.gz")
-    temporary = tarball.with_name(f".{tarball.name}.partial")
-    with tarfile.open(temporary, "w:gz") as tar:
-        tar.add(out, arcname=out.name)
-    os.replace(temporary, tarball)
     accuracy = manifest["expected"].get("accuracy")
     shown = f", expected accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
     log(
@@ -206,6 +193,26 @@ def make_bundle(
         f"({tarball.stat().st_size / 1e6:.1f} MB)"
     )
     return Bundle(out, tarball, manifest)
+
+
+def finish_bundle(partial: Path, out: Path, manifest: dict[str, Any]) -> Path:
+    """Hash every file of the `partial` folder into `manifest.json`, put the folder in place
+    as `out` and pack `out.tar.gz` (each step atomic); returns the tarball."""
+    manifest["files"] = {
+        p.relative_to(partial).as_posix(): sha256_file(p)
+        for p in sorted(partial.rglob("*"))
+        if p.is_file()
+    }
+    (partial / "manifest.json").write_text(_json(manifest))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    tarball = out.with_name(f"{out.name}.tar.gz")
+    temporary = tarball.with_name(f".{tarball.name}.partial")
+    with tarfile.open(temporary, "w:gz") as tar:
+        tar.add(out, arcname=out.name)
+    os.replace(temporary, tarball)
+    return tarball
 
 
 def _json(data: Any) -> str:

@@ -10,16 +10,15 @@ end-of-text tokens, and what the run's report measured for this file).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tarfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from compress._version import __version__
-from compress.artifacts import RunFolder, StepResult, Variant, sha256_file
+from compress.artifacts import RunFolder, StepResult, Variant
+from compress.deploy.bundle import Bundle, finish_bundle
 from compress.errors import UserError
 
 FILES = (
@@ -57,9 +56,7 @@ def _expected(run: RunFolder, step: StepResult, variant: Variant) -> dict[str, A
 
 def make_lm_bundle(
     run: RunFolder, out: Path, target: str, log: Callable[[str], None] = print
-) -> Any:
-    from compress.deploy.bundle import Bundle
-
+) -> Bundle:
     steps = run.steps()
     step, variant = pick_lm_model(steps)
     step.require_unchanged()
@@ -95,21 +92,10 @@ def make_lm_bundle(
             "requirements": ["onnxruntime", "tokenizers", "numpy"],
         }
         (partial / "README.md").write_text(_readme(manifest), encoding="utf-8")
-        manifest["files"] = {
-            p.relative_to(partial).as_posix(): sha256_file(p) for p in sorted(partial.rglob("*"))
-        }
-        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(partial, out)
+        tarball = finish_bundle(partial, out, manifest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    tarball = out.with_name(f"{out.name}.tar.gz")
-    temporary = tarball.with_name(f".{tarball.name}.partial")
-    with tarfile.open(temporary, "w:gz") as tar:
-        tar.add(out, arcname=out.name)
-    os.replace(temporary, tarball)
     size = tarball.stat().st_size / 1e6
     log(f"bundle ({variant.precision} {source.name}) -> {tarball} ({size:.1f} MB)")
     return Bundle(out, tarball, manifest)

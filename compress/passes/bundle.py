@@ -70,21 +70,15 @@ def apply(artifact: Artifact, cfg: BundleConfig, ctx: PassContext) -> Artifact:
     if ctx.run_dir is None:
         raise UserError("bundle packages a run folder: use it in a recipe or `compress bundle`")
     name = f"{ctx.run_dir.name}-{cfg.target}"
+    expected: dict[str, Any]
     if ctx.task.name == "text-generation":
         from compress.deploy.lm_bundle import make_lm_bundle
 
         made = make_lm_bundle(RunFolder(ctx.run_dir).require(), ctx.work_dir / name, cfg.target)
-        ctx.metrics["bundle"] = {
-            "folder": name,
-            "tarball": made.tarball.name,
-            "tarball_bytes": made.tarball.stat().st_size,
-            "model": made.manifest["model"]["file"],
-            "source": made.manifest["model"]["source"],
-            "target": cfg.target,
-            "expected": made.manifest["expected"],
-        }
-        return Artifact("bundle", ctx.work_dir, ctx.key, [], {"bundle": ctx.metrics["bundle"]})
-    made = package(ctx.run_dir, cfg, ctx.work_dir / name, log=ctx.log)
+        expected = {"expected": made.manifest["expected"]}
+    else:
+        made = package(ctx.run_dir, cfg, ctx.work_dir / name, log=ctx.log)
+        expected = {"expected_accuracy": made.manifest["expected"].get("accuracy")}
     ctx.metrics["bundle"] = {
         "folder": name,
         "tarball": made.tarball.name,
@@ -92,7 +86,7 @@ def apply(artifact: Artifact, cfg: BundleConfig, ctx: PassContext) -> Artifact:
         "model": made.manifest["model"]["file"],
         "source": made.manifest["model"]["source"],
         "target": cfg.target,
-        "expected_accuracy": made.manifest["expected"].get("accuracy"),
+        **expected,
     }
     meta: dict[str, Any] = {"bundle": ctx.metrics["bundle"]}
     return Artifact("bundle", ctx.work_dir, ctx.key, [], meta)

@@ -28,19 +28,18 @@ def make_generation_report(
     from compress.benchmark import generation as bench
     from compress.benchmark.generation_report import (
         build_generation_report,
+        plot,
+        render_markdown,
         render_terminal,
-        write_generation_report,
     )
-    from compress.benchmark.report import method_info
-    from compress.run.report_step import select_stages, skipped_steps
+    from compress.benchmark.report import method_info, write_report
+    from compress.run.report_step import measurement_key, select_stages, skipped_steps
     from compress.tasks import get_task
 
     task = get_task(recipe.doc.task)
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
-    bench_key = hash_json(
-        {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
-    )
+    bench_key = measurement_key(recipe, data)
     runtimes = lm_runtimes()
     candidates = select_stages(recipe, results, runtimes)
     for step in results:
@@ -110,7 +109,7 @@ def make_generation_report(
         data={"source": data.source, "test_rows": len(data.test), "key": data.key},
     )
     report = build_generation_report(stages, method)
-    written = write_generation_report(report, out, with_plot=settings.plot)
+    written = write_report(report, out, plot=settings.plot, render=render_markdown, draw=plot)
     print(render_terminal(report))
     print("report: " + ", ".join(str(p) for p in written))
     return report

@@ -94,6 +94,14 @@ def skipped_steps(results: list[StepResult]) -> list[dict[str, Any]]:
     ]
 
 
+def measurement_key(recipe: Recipe, data: Dataset) -> str:
+    """What a stage's cached figures depend on besides its files: settings, data, length."""
+    settings = recipe.doc.benchmark.model_dump(mode="json")
+    return hash_json(
+        {"settings": settings, "data": data.key, "max_length": recipe.doc.data.max_length}
+    )
+
+
 def make_report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> dict[str, Any]:
@@ -113,9 +121,7 @@ def make_report(
     task = get_task(recipe.doc.task)
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
-    bench_key = hash_json(
-        {"settings": settings.model_dump(mode="json"), "data": data.key, "max_length": max_length}
-    )
+    bench_key = measurement_key(recipe, data)
     stages: list[dict[str, Any]] = []
     runtimes = measured_runtimes()
     candidates = select_stages(recipe, results, runtimes)

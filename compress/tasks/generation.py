@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from compress.artifacts import ModelInfo, read_model_info
-from compress.text import tokens
-
-if TYPE_CHECKING:
-    import torch
+from compress.tasks.text import TokenizedTexts
 
 
-class TextGeneration:
+class TextGeneration(TokenizedTexts):
     name = "text-generation"
     input_kind = "texts"
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
@@ -77,25 +72,6 @@ class TextGeneration:
         from compress.llm.models import lm_meta
 
         return lm_meta(model)
-
-    def encode(self, processor: Any, inputs: Sequence[Any], max_length: int) -> Any:
-        return tokens.encode(processor, list(inputs), max_length)
-
-    def lengths(self, encoded: Any) -> list[int]:
-        return [len(e["input_ids"]) for e in encoded]
-
-    def collate(self, processor: Any, encoded: Any, indices: Any) -> dict[str, torch.Tensor]:
-        return tokens.collate(processor, encoded, indices)
-
-    def fixed_batch(
-        self, processor: Any, inputs: Sequence[Any], batch_size: int, sequence_length: int
-    ) -> dict[str, np.ndarray]:
-        return tokens.fixed_shape_batch(processor, list(inputs), batch_size, sequence_length)
-
-    def parity_batches(
-        self, processor: Any, inputs: Sequence[Any], max_length: int
-    ) -> list[dict[str, torch.Tensor]]:
-        return tokens.parity_batches(processor, list(inputs), max_length)
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{sequence_length}-token prompt"

@@ -16,7 +16,30 @@ if TYPE_CHECKING:
     import torch
 
 
-class TextClassification:
+class TokenizedTexts:
+    """How both text tasks feed a model: texts tokenized once, padded per batch."""
+
+    def encode(self, processor: Any, inputs: Sequence[Any], max_length: int) -> Any:
+        return tokens.encode(processor, list(inputs), max_length)
+
+    def lengths(self, encoded: Any) -> list[int]:
+        return [len(e["input_ids"]) for e in encoded]
+
+    def collate(self, processor: Any, encoded: Any, indices: Any) -> dict[str, torch.Tensor]:
+        return tokens.collate(processor, encoded, indices)
+
+    def fixed_batch(
+        self, processor: Any, inputs: Sequence[Any], batch_size: int, sequence_length: int
+    ) -> dict[str, np.ndarray]:
+        return tokens.fixed_shape_batch(processor, list(inputs), batch_size, sequence_length)
+
+    def parity_batches(
+        self, processor: Any, inputs: Sequence[Any], max_length: int
+    ) -> list[dict[str, torch.Tensor]]:
+        return tokens.parity_batches(processor, list(inputs), max_length)
+
+
+class TextClassification(TokenizedTexts):
     name = "text-classification"
     input_kind = "texts"
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
@@ -69,25 +92,6 @@ class TextClassification:
         from compress.text.pruning import model_meta
 
         return model_meta(model, max_length)
-
-    def encode(self, processor: Any, inputs: Sequence[Any], max_length: int) -> Any:
-        return tokens.encode(processor, list(inputs), max_length)
-
-    def lengths(self, encoded: Any) -> list[int]:
-        return [len(e["input_ids"]) for e in encoded]
-
-    def collate(self, processor: Any, encoded: Any, indices: Any) -> dict[str, torch.Tensor]:
-        return tokens.collate(processor, encoded, indices)
-
-    def fixed_batch(
-        self, processor: Any, inputs: Sequence[Any], batch_size: int, sequence_length: int
-    ) -> dict[str, np.ndarray]:
-        return tokens.fixed_shape_batch(processor, list(inputs), batch_size, sequence_length)
-
-    def parity_batches(
-        self, processor: Any, inputs: Sequence[Any], max_length: int
-    ) -> list[dict[str, torch.Tensor]]:
-        return tokens.parity_batches(processor, list(inputs), max_length)
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{sequence_length} tokens"

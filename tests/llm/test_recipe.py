@@ -13,7 +13,7 @@ from compress.errors import RecipeError
 from compress.llm.genai import genai_available
 from compress.recipe import load_recipe
 from compress.run.runner import run_recipe
-from tests.llm_fixtures import write_corpus_csv
+from tests.conftest import write_labelled_csv
 
 RECIPE = """
 task: text-generation
@@ -35,7 +35,7 @@ benchmark:
 
 
 def _write(tmp_path: Path, model: Path, passes: str | None = None) -> Path:
-    data = write_corpus_csv(tmp_path, 300, 0)
+    data = write_labelled_csv(tmp_path, 300, 0)
     text = RECIPE.format(model=model, data=data)
     if passes is not None:
         text = (
