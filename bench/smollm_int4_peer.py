@@ -66,9 +66,9 @@ def build_ours(location: str, work: Path) -> dict[str, Any]:
     export_s = time.perf_counter() - start
     sequences = tokenizer(["The capital of France is", "A long and boring film."])["input_ids"]
     start = time.perf_counter()
-    context = int(model.config.max_position_embeddings)
-    shape = (int(model.config.num_attention_heads), int(model.config.hidden_size))
-    fused = fuse_decoder(fp32, work / "fp32" / "model_ort.onnx", context, *shape)
+    fused, skipped = fuse_decoder(fp32, work / "fp32" / "model_ort.onnx", model.config)
+    if skipped:
+        raise SystemExit(f"the attention was not fused: {skipped}")
     export_s += time.perf_counter() - start
     parity = {
         f.name: lm_parity(model, f, sequences, 2e-3)

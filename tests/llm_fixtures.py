@@ -10,8 +10,9 @@ SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = [*SPECIAL, *POSITIVE, *NEGATIVE, *FILLER, "neg", "pos", "Review:", "Sentiment:"]
 
 
-def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True) -> Path:
-    """Save a random 4-layer Llama (hidden 32, 4 heads in 2 KV groups) and its tokenizer."""
+def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True, hidden: int = 64) -> Path:
+    """Save a random 4-layer Llama (hidden 64, 4 heads of 16 in 2 KV groups) and its
+    tokenizer; a head size of 16 is the smallest ONNX Runtime's GroupQueryAttention takes."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -33,8 +34,8 @@ def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,

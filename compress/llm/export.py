@@ -37,18 +37,25 @@ def export_with_past(model: Any, tokenizer: Any, folder: Path, opset: int) -> Pa
     return folder / "model.onnx"
 
 
-def fuse_decoder(
-    source: Path, target: Path, context: int, heads: int, hidden: int
-) -> dict[str, int]:
+def fuse_decoder(source: Path, target: Path, config: Any) -> tuple[dict[str, int], str | None]:
     """ONNX Runtime's decoder fusions of `source` into `target`: RMSNorm (with the residual
-    add: SkipSimplifiedLayerNormalization) and rotary embeddings; returns what was fused.
+    add: SkipSimplifiedLayerNormalization) and rotary embeddings, then each layer's attention
+    rewritten into one GroupQueryAttention node (`compress.llm.attention`). Returns the fused
+    operator counts and, where the attention could not be rewritten, why.
 
     The rotary fusion tabulates cos/sin for 131,072 positions; the tables are cut to the
-    model's `context` (max_position_embeddings), the positions it can be fed.
+    model's context (max_position_embeddings), the positions it can be fed.
     """
     from onnx import numpy_helper
     from onnxruntime.transformers.optimizer import optimize_model
 
+    from compress.llm.attention import fuse_attention
+
+    heads = int(config.num_attention_heads)
+    hidden = int(config.hidden_size)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    context = int(getattr(config, "max_position_embeddings", 2048))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fused = optimize_model(
@@ -58,9 +65,23 @@ def fuse_decoder(
         if tensor.name in ("cos_cache", "sin_cache") and tensor.dims and tensor.dims[0] > context:
             table = numpy_helper.to_array(tensor)[:context]
             tensor.CopyFrom(numpy_helper.from_array(table, tensor.name))
+    counts = {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
+    window = getattr(config, "sliding_window", None)
+    scaled = [a for a in ("attention_multiplier", "query_pre_attn_scalar") if hasattr(config, a)]
+    if head_dim % 16:
+        skipped: str | None = f"head size {head_dim} (GroupQueryAttention needs a multiple of 16)"
+    elif window and window < context:
+        skipped = f"a sliding window of {window} tokens"
+    elif scaled:
+        skipped = f"attention scaled by {scaled[0]}"
+    else:
+        found = fuse_attention(fused.model, heads, kv_heads, head_dim**-0.5)
+        skipped = found if isinstance(found, str) else None
+        if isinstance(found, int):
+            counts["GroupQueryAttention"] = found
     large = fused.model.ByteSize() > 1_800_000_000
     fused.save_model_to_file(str(target), use_external_data_format=large)
-    return {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
+    return counts, skipped
 
 
 def lm_parity(model: Any, file: Path, sequences: list[list[int]], atol: float) -> dict[str, float]:

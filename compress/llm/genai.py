@@ -4,7 +4,9 @@ and open any stage of a generation run in the runtime it names (`open_lm`).
 The runtime reads `genai_config.json` beside the ONNX file; for optimum's
 `text-generation-with-past` graphs (inputs `input_ids`, `attention_mask`,
 `position_ids`, `past_key_values.N.key/value`) the model type, vocabulary,
-context length and file name are what it needs. It decodes with its own
+context length and file name are what it needs. A graph whose attention is
+GroupQueryAttention (`model_ort.onnx` and what is quantized from it) takes no
+`position_ids` and shares one cache buffer between steps. It decodes with its own
 pre-allocated cache, in C++: no Python between tokens.
 """
 
@@ -28,6 +30,7 @@ def genai_available() -> bool:
 def write_genai_config(folder: Path, onnx_file: str, threads: int | None = None) -> Path:
     """`folder/genai_config.json` for `onnx_file`, from the model's own config.json."""
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    fused = _has_group_query_attention(folder / onnx_file)
     eos = config.get("eos_token_id")
     heads = int(config["num_attention_heads"])
     decoder: dict[str, Any] = {
@@ -41,7 +44,7 @@ def write_genai_config(folder: Path, onnx_file: str, threads: int | None = None)
         "inputs": {
             "input_ids": "input_ids",
             "attention_mask": "attention_mask",
-            "position_ids": "position_ids",
+            **({} if fused else {"position_ids": "position_ids"}),
             "past_key_names": "past_key_values.%d.key",
             "past_value_names": "past_key_values.%d.value",
         },
@@ -65,11 +68,26 @@ def write_genai_config(folder: Path, onnx_file: str, threads: int | None = None)
             "context_length": context,
             "decoder": decoder,
         },
-        "search": {"do_sample": False, "max_length": context, "num_beams": 1, "top_k": 1},
+        "search": {
+            "do_sample": False,
+            "max_length": context,
+            "num_beams": 1,
+            "top_k": 1,
+            # GroupQueryAttention appends to a cache allocated once; optimum's graph concatenates
+            "past_present_share_buffer": fused,
+        },
     }
     path = folder / CONFIG
     path.write_text(json.dumps(genai, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _has_group_query_attention(file: Path) -> bool:
+    """Whether the graph's attention is ONNX Runtime's GroupQueryAttention (no position_ids)."""
+    import onnx
+
+    graph = onnx.load(str(file), load_external_data=False).graph
+    return any(node.op_type == "GroupQueryAttention" for node in graph.node)
 
 
 class GenaiLM:

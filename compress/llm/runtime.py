@@ -6,7 +6,10 @@ read), and `generate(prompt_ids, new_tokens)` for greedy decoding at batch 1
 with the KV cache, timed per token: the first token's time (prefill) apart
 from the later ones (decode). The ONNX runtime binds ONNX Runtime's own
 output buffers back as the next step's past (`OrtValue`s), so no cache tensor
-is copied through NumPy between tokens.
+is copied through NumPy between tokens; a graph whose attention compress
+rewrote into GroupQueryAttention (metadata `compress.attention`) gets one
+cache buffer per layer for the whole generation, bound as both past and
+present, which the kernel appends to in place.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from compress.errors import UserError
+
+ATTENTION_KEY = "compress.attention"  # model metadata: the attention rewrite the graph has
 
 
 @dataclass
@@ -113,6 +118,8 @@ class OrtLM:
         )
         self.present_names = [o.name for o in self.session.get_outputs() if o.name != "logits"]
         self.context = _context_length(file.parent)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.shares_cache = meta.get(ATTENTION_KEY) == "GroupQueryAttention"
 
     def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
         empty = np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=self.past_type)
@@ -158,6 +165,8 @@ class OrtLM:
                 f"a prompt of {len(prompt_ids)} tokens and {new_tokens} new tokens is longer "
                 f"than the model's context ({self.context} tokens, max_position_embeddings)"
             )
+        if self.shares_cache:
+            return self._generate_in_place(prompt_ids, new_tokens)
         binding = self.session.io_binding()
         ids = np.asarray([prompt_ids], dtype=np.int64)
         past: dict[str, Any] = self._empty_past(1)
@@ -187,6 +196,39 @@ class OrtLM:
                 for name, value in zip(self.present_names, outputs[1:], strict=True)
                 if isinstance(value, ort.OrtValue)
             }
+            times.append(time.perf_counter() - start)
+            length += ids.shape[1]
+            tokens.append(token)
+            ids = np.asarray([[token]], dtype=np.int64)
+        return Generation(tokens, times[0], times[1:])
+
+    def _generate_in_place(self, prompt_ids: list[int], new_tokens: int) -> Generation:
+        """Greedy decoding with one cache buffer per tensor, sized for the whole generation."""
+        import onnxruntime as ort
+
+        total = len(prompt_ids) + new_tokens
+        shape = (1, self.kv_heads, total, self.head_dim)
+        caches = {
+            name: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=self.past_type))
+            for name in self.past_names
+        }
+        binding = self.session.io_binding()
+        for name, value in caches.items():
+            binding.bind_ortvalue_input(name, value)
+        ids = np.asarray([prompt_ids], dtype=np.int64)
+        tokens: list[int] = []
+        times: list[float] = []
+        length = 0
+        for _ in range(new_tokens):
+            start = time.perf_counter()
+            binding.bind_cpu_input("input_ids", ids)
+            binding.bind_cpu_input("attention_mask", np.ones((1, length + ids.shape[1]), np.int64))
+            binding.clear_binding_outputs()
+            binding.bind_output("logits")
+            for name in self.present_names:
+                binding.bind_ortvalue_output(name, caches[_past_name(name)])
+            self.session.run_with_iobinding(binding)
+            token = int(binding.get_outputs()[0].numpy()[0, -1].argmax())
             times.append(time.perf_counter() - start)
             length += ids.shape[1]
             tokens.append(token)

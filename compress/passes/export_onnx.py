@@ -122,11 +122,10 @@ def _export_lm(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> A
     variants = [Variant("fp32", "onnxruntime", "fp32", "portable", "model.onnx")]
     files = [portable]
     if cfg.optimize:
-        config = model.config
-        context = int(getattr(config, "max_position_embeddings", 2048))
-        shape = (int(config.num_attention_heads), int(config.hidden_size))
-        fused = fuse_decoder(portable, ctx.work_dir / "model_ort.onnx", context, *shape)
+        fused, skipped = fuse_decoder(portable, ctx.work_dir / "model_ort.onnx", model.config)
         ctx.log(f"model_ort.onnx: ONNX Runtime decoder fusions {fused}")
+        if skipped:
+            ctx.log(f"model_ort.onnx keeps optimum's attention graph: {skipped}")
         ctx.metrics["fused_operators"] = fused
         variants.append(Variant("fp32-ort", "onnxruntime", "fp32", "cpu", "model_ort.onnx"))
         files.append(ctx.work_dir / "model_ort.onnx")

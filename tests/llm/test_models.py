@@ -31,7 +31,7 @@ def test_parameters_count_a_tied_matrix_once(tiny_llama: Path) -> None:
     embedding = model.get_input_embeddings().weight.numel()
     assert meta["macs_per_token"] == meta["parameters"]  # the tied head multiplies by it too
     assert meta["kv_heads"] == 2 and meta["heads"] == 4
-    assert embedding == len(WORDS) * 32
+    assert embedding == len(WORDS) * 64
 
 
 def test_an_encoder_is_refused_in_one_line(tiny_model_dir: Path) -> None:

@@ -22,15 +22,15 @@ TEXTS = ["the movie was good and fun", "a boring film", "the plot is not really 
 def test_width_pruning_keeps_whole_kv_groups_and_reloads(tiny_llama: Path, tmp_path: Path) -> None:
     model, tokenizer = load_lm(str(tiny_llama))
     ffn, groups = pruning.width_scores(model, _batches(tokenizer, TEXTS))
-    assert len(ffn) == 4 and ffn[0].shape == (64,) and groups[0].shape == (2,)
+    assert len(ffn) == 4 and ffn[0].shape == (128,) and groups[0].shape == (2,)
     pruning.prune_ffn(model, ffn, 32)
     pruning.prune_kv_groups(model, groups, 1)
     config = model.config
     assert (config.intermediate_size, config.num_attention_heads) == (32, 2)
-    assert (config.num_key_value_heads, config.head_dim) == (1, 8)  # head_dim kept: 32 / 4
+    assert (config.num_key_value_heads, config.head_dim) == (1, 16)  # head_dim kept: 64 / 4
     attention = model.model.layers[0].self_attn
-    assert attention.q_proj.weight.shape == (16, 32) and attention.k_proj.weight.shape == (8, 32)
-    assert attention.o_proj.weight.shape == (32, 16)
+    assert attention.q_proj.weight.shape == (32, 64) and attention.k_proj.weight.shape == (16, 64)
+    assert attention.o_proj.weight.shape == (64, 32)
     ids = torch.tensor([tokenizer(TEXTS[0]).input_ids])
     with torch.inference_mode():
         before = model(ids).logits

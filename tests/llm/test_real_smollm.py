@@ -37,6 +37,7 @@ def test_smollm2_prunes_exports_and_quantizes_to_int4(tmp_path: Path) -> None:
     assert export["metrics"]["parity"]["model.onnx"] <= 2e-3  # with and without past
     assert export["metrics"]["parity"]["model_ort.onnx"] <= 2e-3
     assert export["metrics"]["fused_operators"]["RotaryEmbedding"] == 2 * 26
+    assert export["metrics"]["fused_operators"]["GroupQueryAttention"] == 26  # one per layer
     stages = {
         f"{s['step']}:{s['variant']}": s
         for s in json.loads((out / "report.json").read_text())["stages"]

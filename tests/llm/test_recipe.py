@@ -79,7 +79,7 @@ def test_a_generation_recipe_runs_every_pass_and_reports_against_the_original(
         assert stage["speed"]["decode_tokens_per_s"] > 0 and stage["peak_memory"]["peak_rss_mb"] > 0
     pruned = json.loads((out / "02-prune" / "config.json").read_text())
     assert (pruned["num_hidden_layers"], pruned["num_key_value_heads"]) == (3, 1)
-    assert (pruned["intermediate_size"], pruned["num_attention_heads"]) == (32, 2)
+    assert (pruned["intermediate_size"], pruned["num_attention_heads"]) == (64, 2)
     assert "| 04-quantize:int4 | onnxruntime | int4 |" in (out / "report.md").read_text()
     manifest = results[4].manifest["metrics"]
     assert set(manifest["validation_perplexity"]) == {"fp32", "int4"}
