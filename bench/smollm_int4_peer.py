@@ -4,11 +4,13 @@
 
 Both start from the same model: the offline default `smollm2-135m` (the
 dequantized FP32 SmolLM2-135M-Instruct, "the original"). compress exports it
-with its KV cache (optimum, ONNX Runtime's decoder fusions) and quantizes it
-weight-only three ways (`VARIANTS`): `hqq-lm4` (HQQ 4-bit layers in blocks of
-32, a 4-bit LM head shared with the embedding), `hqq-lm8` (down/gate
-projections rounded to nearest, an 8-bit LM head) and `rtn-lm8` (every layer
-rounded to nearest, an 8-bit LM head, close to the defaults); the peer is
+with its KV cache (optimum, ONNX Runtime's decoder fusions, attention as
+GroupQueryAttention) and quantizes it weight-only three ways (`VARIANTS`, all
+with an 8-bit LM head shared with the embedding): `rtn-lm8` (every layer
+rounded to nearest, the defaults), `hqq-qkv` (HQQ on the packed QKV
+projections, the rest rounded to nearest) and `hqq-lm8` (HQQ except the
+down/gate projections); HQQ's float zero points become integer ones plus a
+per-block correction (the defaults). The peer is
 `python -m onnxruntime_genai.models.builder -p int4 -e cpu` (round to
 nearest), run by `--builder-python`: the builder imports transformers 5.x
 classes, so it lives in its own environment (`pip install torch==2.13.0
@@ -47,9 +49,9 @@ def _size(folder: Path, names: list[str]) -> int:
 
 LM8 = {"lm_head_bits": 8, "lm_head_block_size": 64, "lm_head_symmetric": True}
 VARIANTS = {  # quantize.weight_only options (embedding shared with the LM head in all)
-    "hqq-lm4": {"algorithm": "hqq", "lm_head_bits": 4, "lm_head_symmetric": False},
-    "hqq-lm8": {"algorithm": "hqq", "rtn_layers": [".*/mlp/(down|gate)_proj/.*"], **LM8},
     "rtn-lm8": {"algorithm": "rtn", **LM8},
+    "hqq-qkv": {"algorithm": "hqq", "rtn_layers": [".*/(o_proj|mlp/.*)/.*"], **LM8},
+    "hqq-lm8": {"algorithm": "hqq", "rtn_layers": [".*/mlp/(down|gate)_proj/.*"], **LM8},
 }
 
 

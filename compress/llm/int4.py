@@ -6,7 +6,9 @@ head MatMul (`lm_head_bits`, round to nearest) and the token embedding's
 Gather (`embedding_bits`, GatherBlockQuantized). MatMuls become `MatMulNBits`
 nodes (blocks of `block_size` weights along the input axis, a scale and zero
 point per block), which ONNX Runtime's CPU kernels run without ever holding
-the float weights.
+the float weights. HQQ's float zero points are then rewritten into integer
+ones plus an exact per-block correction (`compress.llm.zero_points`), the form
+the fast CPU kernels take.
 """
 
 from __future__ import annotations
@@ -260,6 +262,10 @@ def quantize_weights(
                 "the LM head could not be shared with the embedding (it needs integer zero "
                 "points); set weight_only.embedding: int4 or float"
             )
+    if wo.integer_zero_points:
+        from compress.llm.zero_points import integer_zero_points
+
+        summary["integer_zero_points"] = integer_zero_points(model)
     if wo.accuracy_level:
         set_accuracy_level(model, wo.accuracy_level)
     large = model.ByteSize() > EXTERNAL_DATA_BYTES

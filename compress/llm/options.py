@@ -15,8 +15,8 @@ class WeightOnlyConfig(StrictOptions):
     bits: Literal[4, 8] = Field(4, description="bits of the decoder layers' weights")
     algorithm: Literal["rtn", "hqq"] = Field(
         "rtn",
-        description="rtn: round to nearest (integer zero points: ONNX Runtime's fast CPU "
-        "kernels); hqq: half-quadratic optimised scales (float zero points: slower kernels)",
+        description="rtn: round to nearest (integer zero points); hqq: half-quadratic "
+        "optimised scales and float zero points (see integer_zero_points)",
     )
     block_size: int = Field(32, ge=16, le=256, description="weights per scale (power of 2)")
     symmetric: bool = Field(False, description="zero point fixed at the middle (rtn)")
@@ -42,6 +42,11 @@ class WeightOnlyConfig(StrictOptions):
     )
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="MatMulNBits compute: 0 default, 1 fp32, 4 int8 activations (fastest)"
+    )
+    integer_zero_points: bool = Field(
+        True,
+        description="HQQ's float zero points as integer ones plus an exact per-block "
+        "correction (ONNX Runtime's fast CPU kernels); false keeps them float",
     )
     keep_float: RegexList = Field([], description="regexes of MatMul node names kept float")
 

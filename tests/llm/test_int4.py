@@ -87,9 +87,10 @@ def test_named_matmuls_are_rounded_to_nearest_beside_hqq(exported: Path, tmp_pat
     types = {t.name: t.data_type for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "MatMulNBits" and "/layers." in node.name:
-            zero = types[node.input[3]]
-            rtn = "down_proj" in node.name
-            assert zero == (onnx.TensorProto.UINT8 if rtn else onnx.TensorProto.FLOAT), node.name
+            assert types[node.input[3]] == onnx.TensorProto.UINT8, node.name
+            # HQQ's float zero points were rounded: its nodes carry a correction, RTN's not
+            corrected = node.output[0].endswith("/integer")
+            assert corrected is ("down_proj" not in node.name), node.name
 
 
 def test_a_block_size_must_be_a_power_of_two() -> None:
@@ -113,3 +114,38 @@ def test_every_matmulnbits_runs_the_fast_kernels_and_8_bit_layers_stay_8_bit(
             assert attrs["accuracy_level"] == 4
             eight = "/layers.0/" in node.name or "lm_head" in node.name  # the head: 8 by default
             assert attrs["bits"] == (8 if eight else 4), node.name
+
+
+def _matmul_nbits_inits(path: Path) -> dict[str, np.ndarray]:
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    return {
+        name: onnx.numpy_helper.to_array(inits[name])
+        for node in model.graph.node
+        if node.op_type == "MatMulNBits"
+        for name in node.input[1:4]
+        if name in inits
+    }
+
+
+def test_hqq_float_zero_points_become_integer_ones_with_the_same_outputs(
+    exported: Path, tmp_path: Path
+) -> None:
+    options = {"algorithm": "hqq", "block_size": 16, "accuracy_level": 0}  # FP32 compute
+    floating, integer = tmp_path / "float.onnx", tmp_path / "integer.onnx"
+    quantize_weights(exported, floating, WeightOnlyConfig(**options, integer_zero_points=False))
+    summary = quantize_weights(exported, integer, WeightOnlyConfig(**options), progress=False)
+    assert summary["integer_zero_points"] == 4 * 7  # every HQQ layer; the RTN head had none
+    before, after = _matmul_nbits_inits(floating), _matmul_nbits_inits(integer)
+    zero_points = [n for n in after if "zero_points" in n]
+    assert zero_points and all(after[n].dtype == np.uint8 for n in zero_points)
+    assert any(v.dtype == np.float32 for n, v in before.items() if "zero_points" in n)
+    for name in (n for n in before if n.endswith(("_Q4", "_scales"))):
+        np.testing.assert_array_equal(after[name], before[name])  # HQQ's own weights and scales
+    ids = np.array([[1, 5, 6, 7, 8, 9, 10, 11], [1, 12, 13, 14, 0, 0, 0, 0]])
+    mask = (ids > 0).astype(np.int64)
+    want = OrtLM(floating).logits(ids, mask)
+    got = OrtLM(integer).logits(ids, mask)
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, float(np.abs(want).max()))
+    prompt = [1, 5, 6, 7]
+    assert OrtLM(integer).generate(prompt, 6).tokens == OrtLM(floating).generate(prompt, 6).tokens
