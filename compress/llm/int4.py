@@ -62,8 +62,8 @@ def share_embedding(model: Any, embedding: str) -> bool:
     """Let the embedding's Gather read the quantized LM head (GatherBlockQuantized), and drop
     the float embedding: one quantized copy of a tied matrix, as in the PyTorch model.
 
-    Only an LM head with integer zero points (round to nearest) can be shared; False when
-    the head is not MatMulNBits of that kind.
+    Only an LM head with integer zero points (round to nearest) and a block size that divides
+    its input size can be shared; False when the head is not MatMulNBits of that kind.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -260,7 +260,8 @@ def quantize_weights(
         if not summary["embedding_shares_lm_head"]:
             raise PassFailed(
                 "the LM head could not be shared with the embedding (it needs integer zero "
-                "points); set weight_only.embedding: int4 or float"
+                "points and an lm_head_block_size that divides the hidden size); set "
+                "weight_only.embedding: int4 or float, or another lm_head_block_size"
             )
     if wo.integer_zero_points:
         from compress.llm.zero_points import integer_zero_points

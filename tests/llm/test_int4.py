@@ -149,3 +149,13 @@ def test_hqq_float_zero_points_become_integer_ones_with_the_same_outputs(
     assert np.abs(got - want).max() < 1e-3 * max(1.0, float(np.abs(want).max()))
     prompt = [1, 5, 6, 7]
     assert OrtLM(integer).generate(prompt, 6).tokens == OrtLM(floating).generate(prompt, 6).tokens
+
+
+def test_a_head_block_that_does_not_divide_the_hidden_size_cannot_be_shared(
+    exported: Path, tmp_path: Path
+) -> None:
+    from compress.errors import PassFailed
+
+    wo = WeightOnlyConfig(block_size=16, lm_head_bits=8, lm_head_block_size=128)  # hidden 64
+    with pytest.raises(PassFailed, match="lm_head_block_size that divides the hidden size"):
+        quantize_weights(exported, tmp_path / "model_int4.onnx", wo, progress=False)
