@@ -110,7 +110,8 @@ def _readme(manifest: dict[str, Any]) -> str:
         f"# {manifest['model']['file']} ({manifest['model']['precision']})\n\n"
         "Run it on a CPU:\n\n"
         "    pip install onnxruntime tokenizers numpy\n"
-        '    python generate.py "The capital of France is" --max-new-tokens 32\n\n'
+        '    python generate.py "The capital of France is" --max-new-tokens 32\n'
+        '    python generate.py --chat "Write a haiku about the sea."  # needs jinja2\n\n'
         f"Context: {manifest['context_length']} tokens (prompt plus new tokens). "
         f"The run measured: {figures or 'nothing for this file'}"
         f"{' on ' + expected['measured_on'] if expected.get('measured_on') else ''}.\n"
