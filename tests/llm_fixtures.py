@@ -10,12 +10,21 @@ SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = [*SPECIAL, *POSITIVE, *NEGATIVE, *FILLER, "neg", "pos", "Review:", "Sentiment:"]
 
 
-def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True, hidden: int = 64) -> Path:
+def build_tiny_llama(
+    folder: Path, layers: int = 4, tie: bool = True, hidden: int = 64, family: str = "llama"
+) -> Path:
     """Save a random 4-layer Llama (hidden 64, 4 heads of 16 in 2 KV groups) and its
-    tokenizer; a head size of 16 is the smallest ONNX Runtime's GroupQueryAttention takes."""
+    tokenizer; a head size of 16 is the smallest ONNX Runtime's GroupQueryAttention takes.
+    `family="qwen2"`: the same shape as Qwen2, whose Q/K/V projections have (random) biases."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = {w: i for i, w in enumerate(WORDS)}
@@ -32,7 +41,11 @@ def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True, hidden: in
     )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[family]
+    config = config_class(
         vocab_size=len(WORDS),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -45,5 +58,12 @@ def build_tiny_llama(folder: Path, layers: int = 4, tie: bool = True, hidden: in
         eos_token_id=2,
         pad_token_id=0,
     )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = model_class(config)
+    if family == "qwen2":
+        with torch.no_grad():  # random biases, not the zeros a fresh model starts with
+            for layer in model.model.layers:
+                attention = layer.self_attn
+                for proj in (attention.q_proj, attention.k_proj, attention.v_proj):
+                    proj.bias.normal_(0, 0.5)
+    model.save_pretrained(folder)
     return folder

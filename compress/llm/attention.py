@@ -151,6 +151,7 @@ def fuse_attention(model: Any, heads: int, kv_heads: int, scale: float) -> int |
     """Rewrite every layer of `model` (an onnx ModelProto, in place); returns the number of
     GroupQueryAttention nodes, or why nothing was rewritten (the model is then unchanged)."""
     from onnx import helper, numpy_helper
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     g = _Graph(model.graph)
     count = sum(1 for o in model.graph.output if o.name.startswith("present.") and "key" in o.name)
@@ -230,7 +231,7 @@ def fuse_attention(model: Any, heads: int, kv_heads: int, scale: float) -> int |
             kept.append(node)
     del model.graph.node[:]
     model.graph.node.extend(_mask_nodes(model, helper) + kept)
-    _prune(model)
+    OnnxModel(model).prune_graph()  # nodes, initializers and inputs no output needs
     helper.set_model_props(
         model,
         {**{p.key: p.value for p in model.metadata_props}, ATTENTION_KEY: "GroupQueryAttention"},
@@ -260,28 +261,3 @@ def _mask_nodes(model: Any, helper: Any) -> list[Any]:
         helper.make_node(op, inputs, outputs, name=f"/model/attn_mask/{outputs[0]}", **attrs)
         for op, inputs, outputs, attrs in nodes
     ]
-
-
-def _prune(model: Any) -> None:
-    """Drop the nodes, initializers and inputs no graph output depends on."""
-    graph = model.graph
-    producer = {out: n for n in graph.node for out in n.output}
-    needed = {o.name for o in graph.output}
-    live: set[int] = set()
-    stack = list(needed)
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or id(node) in live:
-            continue
-        live.add(id(node))
-        for name in node.input:
-            if name and name not in needed:
-                needed.add(name)
-                stack.append(name)
-    nodes = [n for n in graph.node if id(n) in live]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    for field in (graph.initializer, graph.input, graph.value_info):
-        keep = [t for t in field if t.name in needed]
-        del field[:]
-        field.extend(keep)

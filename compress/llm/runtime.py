@@ -165,70 +165,38 @@ class OrtLM:
                 f"a prompt of {len(prompt_ids)} tokens and {new_tokens} new tokens is longer "
                 f"than the model's context ({self.context} tokens, max_position_embeddings)"
             )
-        if self.shares_cache:
-            return self._generate_in_place(prompt_ids, new_tokens)
+        # one buffer per cache tensor for the whole generation, bound as past and present
+        # (GroupQueryAttention appends in place), or an empty past and each step's presents
+        size = len(prompt_ids) + new_tokens if self.shares_cache else 0
+        shape = (1, self.kv_heads, size, self.head_dim)
+        past = {
+            name: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=self.past_type))
+            for name in self.past_names
+        }
         binding = self.session.io_binding()
         ids = np.asarray([prompt_ids], dtype=np.int64)
-        past: dict[str, Any] = self._empty_past(1)
         tokens: list[int] = []
         times: list[float] = []
         length = 0
         for _ in range(new_tokens):
             start = time.perf_counter()
             mask = np.ones((1, length + ids.shape[1]), dtype=np.int64)
-            binding.clear_binding_inputs()
-            binding.clear_binding_outputs()
-            for name, value in (self._feeds(ids, mask, length)).items():
+            for name, value in self._feeds(ids, mask, length).items():
                 binding.bind_cpu_input(name, value)
             for name, value in past.items():
-                if isinstance(value, np.ndarray):
-                    binding.bind_cpu_input(name, value)
-                else:
-                    binding.bind_ortvalue_input(name, value)
+                binding.bind_ortvalue_input(name, value)
+            binding.clear_binding_outputs()
             binding.bind_output("logits")
             for name in self.present_names:
-                binding.bind_output(name)
+                if self.shares_cache:
+                    binding.bind_ortvalue_output(name, past[_past_name(name)])
+                else:
+                    binding.bind_output(name)
             self.session.run_with_iobinding(binding)
             outputs = binding.get_outputs()
             token = int(outputs[0].numpy()[0, -1].argmax())
-            past = {
-                _past_name(name): value
-                for name, value in zip(self.present_names, outputs[1:], strict=True)
-                if isinstance(value, ort.OrtValue)
-            }
-            times.append(time.perf_counter() - start)
-            length += ids.shape[1]
-            tokens.append(token)
-            ids = np.asarray([[token]], dtype=np.int64)
-        return Generation(tokens, times[0], times[1:])
-
-    def _generate_in_place(self, prompt_ids: list[int], new_tokens: int) -> Generation:
-        """Greedy decoding with one cache buffer per tensor, sized for the whole generation."""
-        import onnxruntime as ort
-
-        total = len(prompt_ids) + new_tokens
-        shape = (1, self.kv_heads, total, self.head_dim)
-        caches = {
-            name: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=self.past_type))
-            for name in self.past_names
-        }
-        binding = self.session.io_binding()
-        for name, value in caches.items():
-            binding.bind_ortvalue_input(name, value)
-        ids = np.asarray([prompt_ids], dtype=np.int64)
-        tokens: list[int] = []
-        times: list[float] = []
-        length = 0
-        for _ in range(new_tokens):
-            start = time.perf_counter()
-            binding.bind_cpu_input("input_ids", ids)
-            binding.bind_cpu_input("attention_mask", np.ones((1, length + ids.shape[1]), np.int64))
-            binding.clear_binding_outputs()
-            binding.bind_output("logits")
-            for name in self.present_names:
-                binding.bind_ortvalue_output(name, caches[_past_name(name)])
-            self.session.run_with_iobinding(binding)
-            token = int(binding.get_outputs()[0].numpy()[0, -1].argmax())
+            if not self.shares_cache:
+                past = dict(zip(map(_past_name, self.present_names), outputs[1:], strict=True))
             times.append(time.perf_counter() - start)
             length += ids.shape[1]
             tokens.append(token)

@@ -116,37 +116,9 @@ def test_a_graph_without_the_pattern_is_left_unchanged(
     assert proto.SerializeToString() == before
 
 
-def test_projection_biases_are_packed_with_the_weights(tiny_llama: Path, tmp_path: Path) -> None:
+def test_projection_biases_are_packed_with_the_weights(tmp_path: Path) -> None:
     """Qwen2-style Q/K/V biases: the packed QKV MatMul gets one packed bias."""
-    import shutil
-
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    folder = tmp_path / "qwen2"
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = Qwen2ForCausalLM(config)
-    with torch.no_grad():  # random biases, not the zeros a fresh model starts with
-        for layer in model.model.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                proj.bias.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    shutil.rmtree(tmp_path / "onnx", ignore_errors=True)
+    folder = build_tiny_llama(tmp_path / "qwen2", layers=2, family="qwen2")
     model, tokenizer, file, counts, skipped = _fused(folder, tmp_path / "onnx")
     assert skipped is None and counts["GroupQueryAttention"] == 2
     graph = onnx.load(str(file)).graph
