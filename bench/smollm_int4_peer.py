@@ -5,12 +5,13 @@
 Both start from the same model: the offline default `smollm2-135m` (the
 dequantized FP32 SmolLM2-135M-Instruct, "the original"). compress exports it
 with its KV cache (optimum, ONNX Runtime's decoder fusions, attention as
-GroupQueryAttention) and quantizes it weight-only three ways (`VARIANTS`, all
+GroupQueryAttention) and quantizes it weight-only five ways (`VARIANTS`, all
 with an 8-bit LM head shared with the embedding): `rtn-lm8` (every layer
-rounded to nearest, the defaults), `hqq-qkv` (HQQ on the packed QKV
-projections, the rest rounded to nearest) and `hqq-lm8` (HQQ except the
-down/gate projections); HQQ's float zero points become integer ones plus a
-per-block correction (the defaults). The peer is
+rounded to nearest, the defaults), `se-lm8` (NNCF's scale estimation on 64
+training texts), `awq-se-lm8` (NNCF's AWQ, then scale estimation), `hqq-qkv`
+(HQQ on the packed QKV projections, the rest rounded to nearest) and `hqq-lm8`
+(HQQ except the down/gate projections); HQQ's float zero points become
+integer ones plus a per-block correction (the defaults). The peer is
 `python -m onnxruntime_genai.models.builder -p int4 -e cpu` (round to
 nearest), run by `--builder-python`: the builder imports transformers 5.x
 classes, so it lives in its own environment (`pip install torch==2.13.0
@@ -38,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
@@ -50,12 +53,14 @@ def _size(folder: Path, names: list[str]) -> int:
 LM8 = {"lm_head_bits": 8, "lm_head_block_size": 64, "lm_head_symmetric": True}
 VARIANTS = {  # quantize.weight_only options (embedding shared with the LM head in all)
     "rtn-lm8": {"algorithm": "rtn", **LM8},
+    "se-lm8": {"algorithm": "scale_estimation", **LM8},
+    "awq-se-lm8": {"algorithm": "scale_estimation", "awq": True, **LM8},
     "hqq-qkv": {"algorithm": "hqq", "rtn_layers": [".*/(o_proj|mlp/.*)/.*"], **LM8},
     "hqq-lm8": {"algorithm": "hqq", "rtn_layers": [".*/mlp/(down|gate)_proj/.*"], **LM8},
 }
 
 
-def build_ours(location: str, work: Path) -> dict[str, Any]:
+def build_ours(location: str, work: Path, train_texts: list[str]) -> dict[str, Any]:
     from compress.llm.export import export_with_past, fuse_decoder, lm_parity
     from compress.llm.genai import write_genai_config
     from compress.llm.int4 import quantize_weights
@@ -84,8 +89,12 @@ def build_ours(location: str, work: Path) -> dict[str, Any]:
         )
         start = time.perf_counter()
         wo = WeightOnlyConfig(**options)
+        # the texts the quantize pass would pick: a seeded sample of the training texts
+        pick = np.random.default_rng(0).permutation(len(train_texts))[: wo.calibration_samples]
+        rows = tokenizer([train_texts[int(i)] for i in pick], truncation=True, max_length=64)
+        calibration = rows["input_ids"] if wo.calibrated else []
         summary = quantize_weights(
-            fp32.with_name("model_ort.onnx"), out / "model_int4.onnx", wo, False
+            fp32.with_name("model_ort.onnx"), out / "model_int4.onnx", wo, False, calibration
         )
         write_genai_config(out, "model_int4.onnx")
         builds[name] = {
@@ -222,7 +231,7 @@ def main() -> int:
             "folder": location,
             "size_bytes": _size(Path(location), ["model.safetensors"]),
         },
-        "ours": build_ours(location, args.work),
+        "ours": build_ours(location, args.work, list(data.train.texts)),
         "peer": build_peer(args.builder_python, location, args.work),
     }
     figures = measure(models, data.test.texts, [int(x) for x in data.test.labels], args)

@@ -8,7 +8,8 @@ nodes (blocks of `block_size` weights along the input axis, a scale and zero
 point per block), which ONNX Runtime's CPU kernels run without ever holding
 the float weights. HQQ's float zero points are then rewritten into integer
 ones plus an exact per-block correction (`compress.llm.zero_points`), the form
-the fast CPU kernels take.
+the fast CPU kernels take. The data-aware methods (scale estimation, AWQ) are
+NNCF's, run on calibration text (`compress.llm.calibrated`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -167,7 +169,7 @@ class Group(NamedTuple):
 
     name: str
     nodes: list[str]
-    algorithm: str  # rtn, hqq, or embedding (a Gather, round to nearest)
+    algorithm: str  # rtn, hqq, nncf (wo's data-aware method), or embedding (a Gather, rtn)
     bits: int
     block: int
     symmetric: bool
@@ -204,10 +206,18 @@ def quantize_weights(
     target: Path,
     wo: WeightOnlyConfig,
     progress: bool = True,
+    calibration: Sequence[Sequence[int]] = (),
 ) -> dict[str, Any]:
-    """Write the weight-only quantized `target`; returns what was quantized and how."""
+    """Write the weight-only quantized `target`; returns what was quantized and how.
+
+    `calibration`: token sequences the data-aware methods run the model on (needed when
+    `wo.calibrated`)."""
     import onnx
 
+    from compress.llm.calibrated import calibration_feeds, compress_with_nncf, method_name
+
+    if wo.calibrated and not calibration:
+        raise PassFailed(f"weight_only {wo.algorithm} (awq: {wo.awq}) needs calibration text")
     model = onnx.load(str(source))
     tied = untie_lm_head(model) if wo.lm_head_bits is not None else None
     groups = node_groups(model)
@@ -222,8 +232,9 @@ def quantize_weights(
     if not rest and not rtn and not wide:
         raise PassFailed(f"{source.name}: no MatMul with constant weights to quantize")
     block, sym = wo.block_size, wo.symmetric
-    plan = [Group("layers", rest, wo.algorithm, wo.bits, block, sym)] if rest else []
-    if rtn and wo.algorithm != "rtn":
+    method = "nncf" if wo.calibrated else wo.algorithm
+    plan = [Group("layers", rest, method, wo.bits, block, sym)] if rest else []
+    if rtn and method != "rtn":
         plan.append(Group("layers (rtn)", rtn, "rtn", wo.bits, block, sym))
     elif rtn:
         plan[0:1] = [Group("layers", rest + rtn, "rtn", wo.bits, block, sym)]
@@ -244,13 +255,21 @@ def quantize_weights(
     try:
         for group in tqdm(plan, desc="weight-only", disable=not progress):
             start = time.perf_counter()
-            model = _quantize(model, group, wo)
+            algorithm = {"embedding": "rtn", "nncf": method_name(wo)}.get(
+                group.algorithm, group.algorithm
+            )
+            if group.algorithm == "nncf":
+                feeds = calibration_feeds(model, calibration)
+                model = compress_with_nncf(model, group.nodes, wo, feeds)
+                summary["calibration_sequences"] = len(feeds)
+            else:
+                model = _quantize(model, group, wo)
             summary["groups"][group.name] = {
                 "nodes": len(group.nodes),
                 "bits": group.bits,
                 "block_size": group.block,
                 "symmetric": group.symmetric,
-                "algorithm": "rtn" if group.algorithm == "embedding" else group.algorithm,
+                "algorithm": algorithm,
                 "seconds": round(time.perf_counter() - start, 1),
             }
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compress.options import RegexList, StrictOptions
 
@@ -13,10 +13,23 @@ class WeightOnlyConfig(StrictOptions):
     """`quantize.weight_only`: how a causal LM's weights are quantized."""
 
     bits: Literal[4, 8] = Field(4, description="bits of the decoder layers' weights")
-    algorithm: Literal["rtn", "hqq"] = Field(
+    algorithm: Literal["rtn", "hqq", "scale_estimation"] = Field(
         "rtn",
         description="rtn: round to nearest (integer zero points); hqq: half-quadratic "
-        "optimised scales and float zero points (see integer_zero_points)",
+        "optimised scales and float zero points (see integer_zero_points); "
+        "scale_estimation: NNCF's scales fitted to the layers' outputs on calibration "
+        "text (integer zero points, 4 bits)",
+    )
+    awq: bool = Field(
+        False,
+        description="NNCF's activation-aware channel scaling before rounding (rtn or "
+        "scale_estimation, 4 bits, calibration text)",
+    )
+    calibration_samples: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="training texts that scale_estimation and awq run the model on",
     )
     block_size: int = Field(32, ge=16, le=256, description="weights per scale (power of 2)")
     symmetric: bool = Field(False, description="zero point fixed at the middle (rtn)")
@@ -49,6 +62,19 @@ class WeightOnlyConfig(StrictOptions):
         "correction (ONNX Runtime's fast CPU kernels); false keeps them float",
     )
     keep_float: RegexList = Field([], description="regexes of MatMul node names kept float")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the layers go through NNCF on calibration text."""
+        return self.algorithm == "scale_estimation" or self.awq
+
+    @model_validator(mode="after")
+    def _calibrated_options(self) -> WeightOnlyConfig:
+        if self.awq and self.algorithm == "hqq":
+            raise ValueError("awq works with algorithm rtn or scale_estimation, not hqq")
+        if self.calibrated and self.bits != 4:
+            raise ValueError("scale_estimation and awq write 4-bit weights: set bits: 4")
+        return self
 
     @field_validator("block_size", "lm_head_block_size")
     @classmethod

@@ -25,7 +25,7 @@ def _attr(node: Any, name: str, default: int = 0) -> int:
     return next((int(a.i) for a in node.attribute if a.name == name), default)
 
 
-def _pack(zero: np.ndarray, bits: int) -> np.ndarray:
+def pack_zero_points(zero: np.ndarray, bits: int) -> np.ndarray:
     """Integer zero points [N, blocks] as MatMulNBits stores them (4 bits: two a byte)."""
     zero = zero.astype(np.uint8)
     if bits == 8:
@@ -64,7 +64,7 @@ def integer_zero_points(model: Any) -> int:
         rounded = np.clip(np.round(zero), 0, 2**bits - 1)
         correction = (-scale * (zero - rounded)).T.astype(np.float16)  # [blocks, N]
         name = node.name or node.output[0]
-        packed = numpy_helper.from_array(_pack(rounded, bits), f"{node.input[3]}_uint")
+        packed = numpy_helper.from_array(pack_zero_points(rounded, bits), f"{node.input[3]}_uint")
         graph.initializer.append(packed)
         dropped.add(node.input[3])
         node.input[3] = packed.name

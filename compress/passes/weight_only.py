@@ -3,7 +3,9 @@
 ONNX Runtime's MatMulNBits quantizer does the work (`compress.llm.int4`): the
 decoder's MatMuls in blocks of `block_size` weights along the input axis, by
 `algorithm` (rtn: round to nearest; hqq: half-quadratic optimisation of
-scales and zero points against the weights' own error), the LM head at its
+scales and zero points against the weights' own error; scale_estimation
+and awq: NNCF's data-aware methods, run on `calibration_samples` training
+texts, `compress.llm.calibrated`), the LM head at its
 own bits (round to nearest), and the token embedding, which a tied model's
 lookup reads from the quantized LM head (one copy, as in PyTorch;
 GatherBlockQuantized). The file runs on ONNX Runtime's CPU kernels
@@ -13,6 +15,8 @@ GatherBlockQuantized). The file runs on ONNX Runtime's CPU kernels
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.llm.options import WeightOnlyConfig
@@ -53,7 +57,14 @@ def quantize_lm(artifact: Artifact, wo: WeightOnlyConfig, cfg: Any, ctx: PassCon
     tokenizer = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)
     name = f"model_int{wo.bits}.onnx"
-    summary = quantize_weights(source, ctx.work_dir / name, wo, ctx.progress)
+    calibration: list[list[int]] = []
+    if wo.calibrated:
+        texts = ctx.data.train.texts
+        pick = np.random.default_rng(ctx.seed).permutation(len(texts))[: wo.calibration_samples]
+        rows = tokenizer([texts[int(i)] for i in pick], truncation=True, max_length=ctx.max_length)
+        calibration = [list(r) for r in rows["input_ids"]]
+        ctx.log(f"calibrating on {len(calibration)} training texts ({wo.algorithm}, awq {wo.awq})")
+    summary = quantize_weights(source, ctx.work_dir / name, wo, ctx.progress, calibration)
     ctx.metrics["weight_only"] = summary
     validation = ctx.data.validation.texts[:100]
     figures = {}

@@ -26,7 +26,8 @@ passes:
   - prune: {{layers: 3, ffn: 0.5, heads: 0.5, importance_batches: 2,
              recovery: {{epochs: 1, batch_size: 8}}}}
   - export_onnx: {{atol: 0.001}}
-  - quantize: {{weight_only: {{block_size: 16}}}}
+  - quantize: {{weight_only: {{block_size: 16, algorithm: scale_estimation, awq: true,
+                               calibration_samples: 16}}}}
   - bundle: {{target: x86-cpu}}
 benchmark:
   generation: {{prompt_lengths: [8, 16], new_tokens: 6, rounds: 2, perplexity_texts: 16,
@@ -83,6 +84,9 @@ def test_a_generation_recipe_runs_every_pass_and_reports_against_the_original(
     assert "| 04-quantize:int4 | onnxruntime | int4 |" in (out / "report.md").read_text()
     manifest = results[4].manifest["metrics"]
     assert set(manifest["validation_perplexity"]) == {"fp32", "int4"}
+    layers = manifest["weight_only"]["groups"]["layers"]
+    assert layers["algorithm"] == "awq+scale_estimation" and layers["nodes"] == 3 * 5
+    assert manifest["weight_only"]["calibration_sequences"] == 16  # training texts, seeded
     # the bundle's generate.py runs on its own and decodes what the runtime decodes
     bundle = out / "05-bundle" / "run-x86-cpu"
     files = json.loads((bundle / "manifest.json").read_text())
