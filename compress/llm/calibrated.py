@@ -20,7 +20,10 @@ Two gaps between NNCF 3.4 and ONNX Runtime 1.32 are bridged here:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from compress.llm.options import WeightOnlyConfig
 
 WEIGHTED_OPS = ("MatMul", "Gemm", "Gather")  # what NNCF would compress
+PROTOBUF_LIMIT = 2**31 - 1  # bytes of one serialised ModelProto (shape inference needs one)
 
 
 def calibration_feeds(model: Any, sequences: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
@@ -94,14 +98,26 @@ def method_name(wo: WeightOnlyConfig) -> str:
 
 
 def compress_with_nncf(
-    model: Any, nodes: list[str], wo: WeightOnlyConfig, feeds: list[dict[str, Any]]
+    model: Any,
+    nodes: list[str],
+    wo: WeightOnlyConfig,
+    feeds: list[dict[str, Any]],
+    progress: bool = True,
 ) -> Any:
     """`nodes` (MatMuls of `model`) as 4-bit MatMulNBits chosen by NNCF on `feeds`; every
-    other weighted node is left as it is. Returns the new model."""
+    other weighted node is left as it is. Returns the new model. Without `progress`,
+    NNCF's own progress bars (printed to stdout) are swallowed."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     from compress.quant.nncf_backend import load_nncf
 
+    size = model.ByteSize()
+    if size > PROTOBUF_LIMIT:
+        raise PassFailed(
+            f"scale_estimation and awq run NNCF on the graph in memory, and its shape "
+            f"inference stops at protobuf's 2 GB; this graph is {size / 1e9:.1f} GB: use "
+            "algorithm rtn or hqq for it"
+        )
     nncf = load_nncf()
     wanted = set(nodes)
     others = [
@@ -117,19 +133,21 @@ def compress_with_nncf(
     quiet = logging.getLogger("nncf")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its per-layer bit-width table
+    bars = contextlib.redirect_stdout(sys.stdout if progress else io.StringIO())
     try:
-        compressed = nncf.compress_weights(
-            shaped,
-            mode=mode,
-            ratio=1.0,
-            group_size=wo.block_size,
-            all_layers=True,
-            awq=wo.awq,
-            scale_estimation=wo.algorithm == "scale_estimation",
-            dataset=nncf.Dataset(feeds),
-            subset_size=len(feeds),
-            ignored_scope=nncf.IgnoredScope(names=others),
-        )
+        with bars:
+            compressed = nncf.compress_weights(
+                shaped,
+                mode=mode,
+                ratio=1.0,
+                group_size=wo.block_size,
+                all_layers=True,
+                awq=wo.awq,
+                scale_estimation=wo.algorithm == "scale_estimation",
+                dataset=nncf.Dataset(feeds),
+                subset_size=len(feeds),
+                ignored_scope=nncf.IgnoredScope(names=others),
+            )
     finally:
         quiet.setLevel(level)
     del compressed.graph.value_info[:]

@@ -260,7 +260,7 @@ def quantize_weights(
             )
             if group.algorithm == "nncf":
                 feeds = calibration_feeds(model, calibration)
-                model = compress_with_nncf(model, group.nodes, wo, feeds)
+                model = compress_with_nncf(model, group.nodes, wo, feeds, progress)
                 summary["calibration_sequences"] = len(feeds)
             else:
                 model = _quantize(model, group, wo)

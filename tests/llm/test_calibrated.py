@@ -134,6 +134,17 @@ def test_the_data_aware_methods_need_calibration_text(
         quantize_weights(fused[0], tmp_path / "x.onnx", WeightOnlyConfig(awq=True), False)
 
 
+def test_a_graph_over_protobufs_limit_is_refused_with_what_to_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import compress.llm.calibrated as calibrated
+
+    model = _one_matmul(np.ones((K, N), np.float32))
+    monkeypatch.setattr(calibrated, "PROTOBUF_LIMIT", model.ByteSize() - 1)
+    with pytest.raises(PassFailed, match=r"protobuf's 2 GB.*use algorithm rtn or hqq"):
+        compress_with_nncf(model, ["proj/MatMul"], WeightOnlyConfig(awq=True), [])
+
+
 def test_data_aware_options_are_checked_in_the_recipe() -> None:
     with pytest.raises(ValueError, match="not hqq"):
         WeightOnlyConfig(algorithm="hqq", awq=True)
