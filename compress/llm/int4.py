@@ -32,6 +32,21 @@ if TYPE_CHECKING:
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room
 
 
+def _tied_head(model: Any) -> tuple[Any, Any] | None:
+    """The LM head MatMul and the Transpose of the embedding it reads (None: not tied)."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    head = next((n for n in graph.node if n.op_type == "MatMul" and set(n.output) & outputs), None)
+    if head is None or head.input[1] in constants:
+        return None
+    transpose = producers.get(head.input[1])
+    if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in constants:
+        return None
+    return head, transpose
+
+
 def untie_lm_head(model: Any) -> str | None:
     """Give a tied LM head its own weight initializer, so the quantizer can see it.
 
@@ -41,18 +56,14 @@ def untie_lm_head(model: Any) -> str | None:
     """
     from onnx import numpy_helper
 
+    found = _tied_head(model)
+    if found is None:
+        return None
+    head, transpose = found
     graph = model.graph
-    constants = {t.name: t for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    outputs = {o.name for o in graph.output}
-    head = next((n for n in graph.node if n.op_type == "MatMul" and set(n.output) & outputs), None)
-    if head is None or head.input[1] in constants:
-        return None
-    transpose = producers.get(head.input[1])
-    if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in constants:
-        return None
     embedding: str = transpose.input[0]
-    weight = numpy_helper.to_array(constants[embedding]).T.copy()
+    tensor = next(t for t in graph.initializer if t.name == embedding)
+    weight = numpy_helper.to_array(tensor).T.copy()
     graph.initializer.append(numpy_helper.from_array(weight, "lm_head.weight_transposed"))
     head.input[1] = "lm_head.weight_transposed"
     if not any(transpose.output[0] in n.input for n in graph.node):
@@ -219,8 +230,14 @@ def quantize_weights(
     if wo.calibrated and not calibration:
         raise PassFailed(f"weight_only {wo.algorithm} (awq: {wo.awq}) needs calibration text")
     model = onnx.load(str(source))
-    tied = untie_lm_head(model) if wo.lm_head_bits is not None else None
+    # a tied head is untied (its own transposed copy of the embedding) only after NNCF ran:
+    # NNCF's shape inference has protobuf's 2 GB to fit in
+    found = _tied_head(model) if wo.lm_head_bits is not None else None
+    untie = found is not None
     groups = node_groups(model)
+    if found is not None:
+        groups["lm_head"] = [found[0].name]
+    tied: str | None = None
 
     def matching(patterns: list[str]) -> list[str]:
         return [n for n in groups["layers"] if any(re.fullmatch(p, n) for p in patterns)]
@@ -245,7 +262,7 @@ def quantize_weights(
         plan.append(
             Group("lm_head", groups["lm_head"], "rtn", wo.lm_head_bits, head, wo.lm_head_symmetric)
         )
-    share = wo.embedding == "shared" and tied is not None
+    share = wo.embedding == "shared" and untie
     if (wo.embedding == "int4" or (wo.embedding == "shared" and not share)) and groups["embedding"]:
         plan.append(Group("embedding", groups["embedding"], "embedding", 4, block, sym))
     summary: dict[str, Any] = {"kept_float": keep, "groups": {}}
@@ -254,6 +271,8 @@ def quantize_weights(
     quiet.setLevel(logging.ERROR)
     try:
         for group in tqdm(plan, desc="weight-only", disable=not progress):
+            if untie and tied is None and group.algorithm != "nncf":
+                tied = untie_lm_head(model)
             start = time.perf_counter()
             algorithm = {"embedding": "rtn", "nncf": method_name(wo)}.get(
                 group.algorithm, group.algorithm

@@ -127,6 +127,28 @@ def test_awq_and_scale_estimation_on_the_fused_decoder(
     assert list(picked) == tokens
 
 
+def test_nncf_sees_the_tied_head_still_tied(
+    fused: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The untied head's own copy of the embedding would count against NNCF's 2 GB."""
+    import compress.llm.calibrated as calibrated
+
+    source = fused[0]
+    seen: list[set[str]] = []
+    real = calibrated.compress_with_nncf
+
+    def spy(model: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append({t.name for t in model.graph.initializer})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(calibrated, "compress_with_nncf", spy)
+    wo = WeightOnlyConfig(algorithm="scale_estimation", block_size=16)
+    summary = quantize_weights(source, tmp_path / "m.onnx", wo, False, [[1, 5, 6, 7, 8]])
+    assert len(seen) == 1 and "lm_head.weight_transposed" not in seen[0]
+    assert "model.embed_tokens.weight" in seen[0]
+    assert summary["embedding_shares_lm_head"] is True  # untied after, then shared
+
+
 def test_the_data_aware_methods_need_calibration_text(
     fused: tuple[Path, Any], tmp_path: Path
 ) -> None:
