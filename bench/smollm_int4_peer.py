@@ -39,8 +39,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
@@ -61,6 +59,7 @@ VARIANTS = {  # quantize.weight_only options (embedding shared with the LM head 
 
 
 def build_ours(location: str, work: Path, train_texts: list[str]) -> dict[str, Any]:
+    from compress.llm.calibrated import calibration_sequences
     from compress.llm.export import export_with_past, fuse_decoder, lm_parity
     from compress.llm.genai import write_genai_config
     from compress.llm.int4 import quantize_weights
@@ -89,10 +88,12 @@ def build_ours(location: str, work: Path, train_texts: list[str]) -> dict[str, A
         )
         start = time.perf_counter()
         wo = WeightOnlyConfig(**options)
-        # the texts the quantize pass would pick: a seeded sample of the training texts
-        pick = np.random.default_rng(0).permutation(len(train_texts))[: wo.calibration_samples]
-        rows = tokenizer([train_texts[int(i)] for i in pick], truncation=True, max_length=64)
-        calibration = rows["input_ids"] if wo.calibrated else []
+        # the texts the quantize pass picks at the recipe's default seed and max_length
+        calibration = (
+            calibration_sequences(tokenizer, train_texts, wo.calibration_samples, 0, 64)
+            if wo.calibrated
+            else []
+        )
         summary = quantize_weights(
             fp32.with_name("model_ort.onnx"), out / "model_int4.onnx", wo, False, calibration
         )

@@ -38,6 +38,16 @@ WEIGHTED_OPS = ("MatMul", "Gemm", "Gather")  # what NNCF would compress
 PROTOBUF_LIMIT = 2**31 - 1  # bytes of one serialised ModelProto (shape inference needs one)
 
 
+def calibration_sequences(
+    tokenizer: Any, texts: Sequence[str], samples: int, seed: int, max_length: int
+) -> list[list[int]]:
+    """Token ids of `samples` texts drawn from `texts` (seeded), cut at `max_length` as the
+    perplexity cuts them."""
+    pick = np.random.default_rng(seed).permutation(len(texts))[:samples]
+    rows = tokenizer([texts[int(i)] for i in pick], truncation=True, max_length=max_length)
+    return [list(r) for r in rows["input_ids"]]
+
+
 def calibration_feeds(model: Any, sequences: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
     """One feed per token sequence for `model` (a causal LM with past inputs): batch 1, the
     whole sequence at once, every past input empty."""

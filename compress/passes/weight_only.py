@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.llm.options import WeightOnlyConfig
 
@@ -46,6 +44,7 @@ def check_weight_only(cfg: Any, task: str) -> None:
 
 def quantize_lm(artifact: Artifact, wo: WeightOnlyConfig, cfg: Any, ctx: PassContext) -> Artifact:
     """`model_int{bits}.onnx` beside the tokenizer, with its validation perplexity logged."""
+    from compress.llm.calibrated import calibration_sequences
     from compress.llm.genai import write_genai_config
     from compress.llm.int4 import quantize_weights
     from compress.llm.runtime import OrtLM
@@ -59,10 +58,9 @@ def quantize_lm(artifact: Artifact, wo: WeightOnlyConfig, cfg: Any, ctx: PassCon
     name = f"model_int{wo.bits}.onnx"
     calibration: list[list[int]] = []
     if wo.calibrated:
-        texts = ctx.data.train.texts
-        pick = np.random.default_rng(ctx.seed).permutation(len(texts))[: wo.calibration_samples]
-        rows = tokenizer([texts[int(i)] for i in pick], truncation=True, max_length=ctx.max_length)
-        calibration = [list(r) for r in rows["input_ids"]]
+        calibration = calibration_sequences(
+            tokenizer, ctx.data.train.texts, wo.calibration_samples, ctx.seed, ctx.max_length
+        )
         ctx.log(f"calibrating on {len(calibration)} training texts ({wo.algorithm}, awq {wo.awq})")
     summary = quantize_weights(source, ctx.work_dir / name, wo, ctx.progress, calibration)
     ctx.metrics["weight_only"] = summary
