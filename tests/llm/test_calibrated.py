@@ -12,12 +12,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compress.errors import PassFailed
-from compress.llm.calibrated import compress_with_nncf
+from compress.llm.calibrated import calibration_feeds, compress_with_nncf
 from compress.llm.export import export_with_past, fuse_decoder
 from compress.llm.int4 import quantize_weights
 from compress.llm.models import load_lm
 from compress.llm.options import WeightOnlyConfig
 from compress.llm.runtime import OrtLM
+from tests.nbits_reference import nbits_layer_problems, nbits_weight_problems
 
 K, N = 128, 96
 
@@ -47,7 +48,11 @@ def _activations(rng: np.random.Generator, rows: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("method", ["rtn", "scale_estimation"])
-def test_nncf_blocks_load_in_onnx_runtime_and_match_the_float_layer(method: str) -> None:
+def test_nncf_blocks_load_in_onnx_runtime_and_match_the_float_layer(
+    method: str, tmp_path: Path
+) -> None:
+    """NNCF's blocks, packed for MatMulNBits, rebuild the float weight within s/2 (inside the
+    integer range) and ONNX Runtime computes x @ those rebuilt weights."""
     rng = np.random.default_rng(0)
     weight = rng.normal(size=(K, N)).astype(np.float32)
     feeds = [{"x": _activations(rng, 16)} for _ in range(8)]
@@ -63,6 +68,11 @@ def test_nncf_blocks_load_in_onnx_runtime_and_match_the_float_layer(method: str)
     reference = x @ weight
     # 4-bit blocks: a few percent off; a mis-packed zero point would be off by whole steps
     assert np.abs(got - reference).mean() / np.abs(reference).mean() < 0.1
+    onnx.save(_one_matmul(weight), str(tmp_path / "float.onnx"))
+    onnx.save(compressed, str(tmp_path / "int4.onnx"))
+    assert nbits_weight_problems(tmp_path / "float.onnx", tmp_path / "int4.onnx", True) == []
+    layers = nbits_layer_problems(tmp_path / "float.onnx", tmp_path / "int4.onnx", [{"x": x}])
+    assert layers == [] if method == "rtn" else all("s/2" in p for p in layers)
 
 
 def test_scale_estimation_fits_the_outputs_better_than_rounding_to_nearest() -> None:
@@ -93,6 +103,8 @@ def fused(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 def test_awq_and_scale_estimation_on_the_fused_decoder(
     fused: tuple[Path, Any], tmp_path: Path
 ) -> None:
+    """AWQ + scale estimation add no node; the weights AWQ does not rescale are their FP32
+    ones within s/2, and every layer computes x @ its rebuilt weights."""
     source, tokenizer = fused
     texts = ["the movie was good and fun", "a boring film", "not great but fine", "loved it"]
     calibration = tokenizer(texts)["input_ids"]
@@ -115,10 +127,13 @@ def test_awq_and_scale_estimation_on_the_fused_decoder(
         if node.op_type == "MatMulNBits":
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             assert attrs["accuracy_level"] == 4
-    ids = np.array([calibration[0] + calibration[1]])
-    reference = OrtLM(source).logits(ids, np.ones_like(ids))
-    quantized = OrtLM(target).logits(ids, np.ones_like(ids))
-    assert np.abs(quantized - reference).max() < 0.5 * np.abs(reference).max()
+    # AWQ rescales the up/down projections' channels; every other weight (scale estimation,
+    # the 8-bit layer 0, the head) is its FP32 weight within s/2 inside the integer range,
+    # and every MatMulNBits computes x @ its rebuilt weights (the scales' bound where it can)
+    unscaled = ("qkv_proj", "o_proj", "gate_proj", "layers.0/", "lm_head")
+    assert nbits_weight_problems(source, target, clipped=True, only=unscaled) == []
+    feeds = calibration_feeds(onnx.load(str(source)), calibration)
+    assert nbits_layer_problems(source, target, feeds, only=unscaled) == []
     # decoding with the cache in place picks what the whole sequence's logits pick
     prompt = calibration[0]
     tokens = OrtLM(target).generate(prompt, 5).tokens

@@ -14,12 +14,59 @@ from compress.llm.int4 import node_groups, quantize_weights
 from compress.llm.models import load_lm
 from compress.llm.options import WeightOnlyConfig
 from compress.llm.runtime import OrtLM
+from tests.nbits_reference import (
+    float_rebuild,
+    mutate,
+    nbits_layer_problems,
+    nbits_weight_problems,
+)
+from tests.qdq_reference import exact_session, run
+
+SEQUENCES = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 12, 13, 14]]
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model, tokenizer = load_lm(str(tiny_llama))
     return export_with_past(model, tokenizer, tmp_path_factory.mktemp("export"), 18)
+
+
+@pytest.fixture(scope="module")
+def rtn_file(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default weight-only file: RTN 4-bit layers, an 8-bit head shared with the embedding."""
+    target = tmp_path_factory.mktemp("rtn") / "model_int4.onnx"
+    quantize_weights(exported, target, WeightOnlyConfig(block_size=16), progress=False)
+    return target
+
+
+def _feeds(path: Path) -> list[dict[str, np.ndarray]]:
+    from compress.llm.calibrated import calibration_feeds
+
+    return calibration_feeds(onnx.load(str(path)), SEQUENCES)
+
+
+def _fp32_compute(path: Path) -> onnx.ModelProto:
+    """The file with every MatMulNBits at accuracy_level 0 (no activation is quantized)."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, onnx.helper.make_attribute("accuracy_level", 0)])
+    return model
+
+
+def assert_computes_its_rebuilt_weights(exported: Path, target: Path, clipped: bool) -> None:
+    """Each block-quantized weight is its FP32 weight within s/2 (HQQ: inside the integer
+    range); each MatMulNBits computes x @ its rebuilt weights, within |x| @ (s/2) of the FP32
+    layer; and the whole file computes what its graph with the rebuilt float weights does."""
+    assert nbits_weight_problems(exported, target, clipped) == []
+    feeds = _feeds(exported)
+    assert nbits_layer_problems(exported, target, feeds) == []
+    rebuilt, quantized = exact_session(float_rebuild(target)), exact_session(_fp32_compute(target))
+    for feed in feeds:
+        want, got = run(rebuilt, feed)["logits"], run(quantized, feed)["logits"]
+        assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
 def _ops(path: Path) -> Counter[str]:
@@ -37,6 +84,8 @@ def _float_bytes(path: Path) -> int:
 def test_every_matmul_becomes_int4_and_the_tied_embedding_is_one_copy(
     exported: Path, tmp_path: Path, algorithm: str
 ) -> None:
+    """Every MatMul is MatMulNBits, the tied embedding one quantized copy, and the file
+    computes its FP32 weights rounded (see `assert_computes_its_rebuilt_weights`)."""
     groups = node_groups(onnx.load(str(exported)))
     assert len(groups["layers"]) == 4 * 7 and len(groups["embedding"]) == 1
     target = tmp_path / "model_int4.onnx"
@@ -49,12 +98,19 @@ def test_every_matmul_becomes_int4_and_the_tied_embedding_is_one_copy(
     names = {t.name for t in onnx.load(str(target)).graph.initializer}
     assert "model.embed_tokens.weight" not in names  # no float copy of the tied matrix left
     assert _float_bytes(target) < _float_bytes(exported) / 4
-    ids = np.array([[1, 5, 6, 7, 8, 9, 10, 11]])
-    mask = np.ones_like(ids)
-    reference = OrtLM(exported).logits(ids, mask)
-    quantized = OrtLM(target).logits(ids, mask)
-    # 4-bit weights move the logits, but not by their own size
-    assert 0 < np.abs(quantized - reference).max() < 0.5 * np.abs(reference).max()
+    assert_computes_its_rebuilt_weights(exported, target, clipped=algorithm == "hqq")
+
+
+@pytest.mark.parametrize("bug", ["swap nibbles", "scale x2", "transpose"])
+def test_the_int4_checks_reject_a_corrupted_file(
+    exported: Path, rtn_file: Path, tmp_path: Path, bug: str
+) -> None:
+    """Mutation check: the weight and layer checks above reject the file with one
+    MatMulNBits' nibbles swapped, its scales doubled, or its (square) weight transposed."""
+    assert nbits_weight_problems(exported, rtn_file) == []
+    bad = mutate(rtn_file, tmp_path / "bad.onnx", bug)
+    assert nbits_weight_problems(exported, bad)
+    assert nbits_layer_problems(exported, bad, _feeds(exported))
 
 
 def test_float_embedding_and_head_stay_float(exported: Path, tmp_path: Path) -> None:
@@ -75,11 +131,14 @@ def test_matmuls_can_be_kept_float(exported: Path, tmp_path: Path) -> None:
 
 
 def test_named_matmuls_are_rounded_to_nearest_beside_hqq(exported: Path, tmp_path: Path) -> None:
+    """The named layers are RTN (within s/2 of FP32, no HQQ correction), the rest HQQ."""
     target = tmp_path / "model_int4.onnx"
     wo = WeightOnlyConfig(
         algorithm="hqq", block_size=16, rtn_layers=[r".*/mlp/down_proj/.*"], lm_head_bits=8
     )
     summary = quantize_weights(exported, target, wo, progress=False)
+    # rounded to nearest: every element of the RTN layers and the head within s/2 of FP32
+    assert nbits_weight_problems(exported, target, only=("down_proj", "lm_head", "Gather")) == []
     assert summary["groups"]["layers (rtn)"]["nodes"] == 4
     assert summary["groups"]["layers"]["algorithm"] == "hqq"
     assert summary["groups"]["lm_head"]["bits"] == 8 and summary["embedding_shares_lm_head"]
@@ -101,6 +160,7 @@ def test_a_block_size_must_be_a_power_of_two() -> None:
 def test_every_matmulnbits_runs_the_fast_kernels_and_8_bit_layers_stay_8_bit(
     exported: Path, tmp_path: Path
 ) -> None:
+    """accuracy_level 4 everywhere; layer 0 and the head 8-bit, each weight within s/2."""
     target = tmp_path / "model_int4.onnx"
     wo = WeightOnlyConfig(algorithm="rtn", block_size=16, int8_layers=[r".*/layers\.0/.*"])
     summary = quantize_weights(exported, target, wo, progress=False)
@@ -114,6 +174,7 @@ def test_every_matmulnbits_runs_the_fast_kernels_and_8_bit_layers_stay_8_bit(
             assert attrs["accuracy_level"] == 4
             eight = "/layers.0/" in node.name or "lm_head" in node.name  # the head: 8 by default
             assert attrs["bits"] == (8 if eight else 4), node.name
+    assert nbits_weight_problems(exported, target) == []  # 8-bit bytes and 4-bit nibbles alike
 
 
 def _matmul_nbits_inits(path: Path) -> dict[str, np.ndarray]:

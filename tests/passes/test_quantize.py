@@ -13,6 +13,14 @@ from compress.passes.export_onnx import ExportOnnxConfig
 from compress.passes.export_onnx import apply as export
 from compress.passes.quantize import QuantizeConfig, apply
 from compress.quant.qdq_check import check_qdq
+from tests.qdq_reference import (
+    activation_scale_problems,
+    int8_weight_problems,
+    int8_weights,
+    mutate,
+    qdq_layer_problems,
+    split_accuracy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,28 @@ def _ctx(tmp_path: Path, data: Dataset) -> PassContext:
     return PassContext(work_dir=tmp_path, data=data, max_length=32, seed=0, key="q", progress=False)
 
 
+def _accuracy(path: Path, source: Artifact, data: Dataset, exact: bool, one: bool = False) -> float:
+    """Validation accuracy of an ONNX file computed here (argmax against the labels)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source.path))
+    val = data.validation
+    return split_accuracy(path, tokenizer, val.inputs, val.labels, 32, exact, one)
+
+
+def _calibration(ctx: PassContext, source: Artifact, samples: int) -> list[dict[str, np.ndarray]]:
+    """The feeds `quantize` calibrates on (the same rows, the same shape)."""
+    from compress.passes.calibration import calibration_feeds
+    from compress.quant.ort_quantize import CalibrationReader, input_names
+
+    feeds = calibration_feeds(ctx, ctx.task.load_processor(source.path), samples)
+    return CalibrationReader(feeds, input_names(source.path / "model.onnx")).batches
+
+
 def test_both_targets(onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """One file per target; each INT8 weight is its FP32 weight rounded to nearest with a
+    min-max scale, the Q/DQ file's layers compute their scales' arithmetic, and the recorded
+    accuracies are the ones computed here."""
     ctx = _ctx(tmp_path, tiny_dataset)
     out = apply(onnx_input, QuantizeConfig(calibration_samples=32), ctx)
     assert [(v.name, v.target) for v in out.variants] == [
@@ -51,24 +80,61 @@ def test_both_targets(onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Pat
     ops = {n.op_type for n in onnx.load(str(tmp_path / "model_int8_cpu.onnx")).graph.node}
     assert ops & {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul"}
     assert set(ctx.metrics["validation_accuracy"]) == {"model_int8_cpu.onnx", "model_int8_qdq.onnx"}
+    # exactness against the FP32 files, from the scales in the files
+    qdq, cpu = tmp_path / "model_int8_qdq.onnx", tmp_path / "model_int8_cpu.onnx"
+    portable, fused = onnx_input.path / "model.onnx", onnx_input.path / "model_ort.onnx"
+    assert int8_weight_problems(portable, qdq) == []
+    assert int8_weight_problems(fused, cpu) == []  # dynamic INT8 is built from the fused graph
+    matmul_weights = [w for w in int8_weights(cpu).values() if w[0].dtype == np.int8]
+    assert matmul_weights and all(w[1].size == w[0].shape[-1] for w in matmul_weights)  # per column
+    feeds = _calibration(ctx, onnx_input, 32)
+    assert activation_scale_problems(portable, qdq, feeds) == []
+    assert qdq_layer_problems(portable, qdq, feeds) == []
+    accuracy = ctx.metrics["validation_accuracy"]
+    assert accuracy["model_int8_qdq.onnx"] == _accuracy(qdq, onnx_input, tiny_dataset, True)
+    assert accuracy["model_int8_cpu.onnx"] == _accuracy(cpu, onnx_input, tiny_dataset, False, True)
     assert (tmp_path / "tokenizer.json").is_file() and (tmp_path / "config.json").is_file()
     assert (tmp_path / "model_int8_cpu.onnx").stat().st_size < (
         onnx_input.path / "model.onnx"
     ).stat().st_size
 
 
+@pytest.mark.parametrize("bug", ["scale x2", "transpose", "activation scale x2"])
+def test_the_int8_checks_reject_a_corrupted_file(
+    tiny_onnx: Artifact, tiny_qdq: Artifact, tiny_dataset: Dataset, tmp_path: Path, bug: str
+) -> None:
+    """Mutation check: the checks `test_both_targets` passes reject a Q/DQ file with a weight
+    scale doubled, a square weight transposed, or an activation scale doubled."""
+    fp32 = tiny_onnx.path / "model.onnx"
+    good = tiny_qdq.file(tiny_qdq.variants[0])
+    feeds = _calibration(_ctx(tmp_path, tiny_dataset), tiny_onnx, 32)
+    assert int8_weight_problems(fp32, good) == []
+    assert activation_scale_problems(fp32, good, feeds) == []
+    bad = mutate(good, tmp_path / "bad.onnx", bug)
+    if bug == "activation scale x2":
+        assert activation_scale_problems(fp32, bad, feeds)
+    else:
+        assert int8_weight_problems(fp32, bad)
+        assert qdq_layer_problems(fp32, bad, feeds)
+
+
 def test_static_cpu(onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """Static INT8 for cpu: Q/DQ from the portable graph, its weights the FP32 ones rounded."""
     cfg = QuantizeConfig(targets=["cpu"], cpu_mode="static", calibration_samples=16)
     out = apply(onnx_input, cfg, _ctx(tmp_path, tiny_dataset))
     assert out.variants[0].name == "int8-static"
     graph = onnx.load(str(tmp_path / "model_int8_cpu.onnx")).graph
     assert "QuantizeLinear" in [n.op_type for n in graph.node]
     assert "Attention" not in [n.op_type for n in graph.node]  # built from the portable graph
+    assert (
+        int8_weight_problems(onnx_input.path / "model.onnx", tmp_path / "model_int8_cpu.onnx") == []
+    )
 
 
 def test_percentile_calibration_of_a_transformer_keeps_its_mask_float(
     onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
+    """The mask stays float, and both files score the accuracy computed here."""
     # the export's attention mask is Where(mask, 0, float32 min): no finite histogram
     cfg = QuantizeConfig(targets=["cpu", "tensorrt"], cpu_mode="static", method="percentile",
                          calibration_samples=16)  # fmt: skip
@@ -83,7 +149,10 @@ def test_percentile_calibration_of_a_transformer_keeps_its_mask_float(
     assert check_qdq(tmp_path / "model_int8_qdq.onnx").ok
     accuracy = ctx.metrics["validation_accuracy"]
     assert set(accuracy) == {"model_int8_cpu.onnx", "model_int8_qdq.onnx"}
-    assert all(0.0 <= a <= 1.0 for a in accuracy.values())
+    cpu, qdq = tmp_path / "model_int8_cpu.onnx", tmp_path / "model_int8_qdq.onnx"
+    assert accuracy[cpu.name] == _accuracy(cpu, onnx_input, tiny_dataset, False)
+    assert accuracy[qdq.name] == _accuracy(qdq, onnx_input, tiny_dataset, True)
+    assert int8_weight_problems(onnx_input.path / "model.onnx", cpu) == []
 
 
 def test_entropy_calibration_of_padded_attention_fails_clearly(
@@ -143,14 +212,18 @@ def test_top_layers_by_quantization_error_are_recorded(
 def test_accuracy_budget_is_recorded_against_the_fp32_file(
     onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
+    """The record's FP32 and INT8 accuracies are those computed here of the FP32 file and of
+    the INT8 file left on disk, and its drop is theirs."""
     ctx = _ctx(tmp_path, tiny_dataset)
     cfg = QuantizeConfig(targets=["tensorrt"], calibration_samples=16, max_accuracy_drop=0.0)
     apply(onnx_input, cfg, ctx)
     record = ctx.metrics["accuracy_budget"]["model_int8_qdq.onnx"]
-    int8 = ctx.metrics["validation_accuracy"]["model_int8_qdq.onnx"]
-    assert record["accuracy"] == int8
-    assert record["drop_points"] == pytest.approx(100 * (record["fp32_accuracy"] - int8))
-    assert record["within_budget"] == (record["drop_points"] <= 0)
+    fp32 = _accuracy(onnx_input.path / "model.onnx", onnx_input, tiny_dataset, False)
+    int8 = _accuracy(tmp_path / "model_int8_qdq.onnx", onnx_input, tiny_dataset, True)
+    assert record["fp32_accuracy"] == fp32
+    assert record["accuracy"] == int8 == ctx.metrics["validation_accuracy"]["model_int8_qdq.onnx"]
+    assert record["drop_points"] == pytest.approx(100 * (fp32 - int8))
+    assert record["within_budget"] == (100 * (fp32 - int8) <= 0)
     assert record["within_budget"] or record["float_layers"]
 
 
@@ -220,6 +293,8 @@ def test_fallback_builds_files_with_the_ranked_layers_in_float(
 def test_nncf_backend_writes_working_int8(
     onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
+    """NNCF's Q/DQ file: TensorRT form, exact against the FP32 file from its scales, and
+    scored as computed here."""
     pytest.importorskip("nncf")
     ctx = _ctx(tmp_path, tiny_dataset)
     cfg = QuantizeConfig(targets=["tensorrt"], backend="nncf", calibration_samples=16)
@@ -228,17 +303,13 @@ def test_nncf_backend_writes_working_int8(
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
     assert ctx.metrics["tensorrt_qdq"]["ok"]
-    # it runs, and its logits follow the FP32 file's on real validation batches
-    from compress.quant.parity import feeds_for, session
-
-    tokenizer = ctx.task.load_processor(onnx_input.path)
-    fp32 = session(onnx_input.path / "model.onnx", exact=True)
-    int8 = session(path, exact=True)  # Q/DQ as float arithmetic: the same on every CPU
-    for batch in ctx.task.parity_batches(tokenizer, tiny_dataset.validation.inputs, 32):
-        ref = fp32.run(None, feeds_for(fp32, batch))[0]
-        got = int8.run(None, feeds_for(int8, batch))[0]
-        assert np.abs(got - ref).max() < 0.25 * np.abs(ref).max()
-    assert 0.0 <= ctx.metrics["validation_accuracy"][path.name] <= 1.0
+    # its weights are the FP32 ones rounded to nearest with min-max scales, and each layer,
+    # executed exactly, computes its scales' arithmetic within their bound of the float layer
+    fp32 = onnx_input.path / "model.onnx"
+    assert int8_weight_problems(fp32, path) == []
+    assert qdq_layer_problems(fp32, path, _calibration(ctx, onnx_input, 16)) == []
+    accuracy = _accuracy(path, onnx_input, tiny_dataset, True)
+    assert ctx.metrics["validation_accuracy"][path.name] == accuracy
 
 
 def test_backend_options_are_validated() -> None:
