@@ -78,10 +78,17 @@ def test_reports_render_and_junit(baseline: dict[str, Any]) -> None:
     current = copy.deepcopy(baseline)
     current["stages"][1]["accuracy"] = 0.70
     checks = compare_reports(baseline, current, Thresholds())
-    assert render_checks(checks).splitlines()[-1] == f"{len(checks) - 1} passed, 1 failed"
+    lines = render_checks(checks).splitlines()
+    assert lines[-1] == f"{len(checks) - 1} passed, 1 failed"
+    (row,) = [line for line in lines if line.startswith("FAIL")]
+    assert row.split() == ["FAIL", "int8:v", "accuracy", "0.79", "0.7", ">=", "0.7850"]
     suite = ET.fromstring(junit_xml(checks))
     assert suite.get("tests") == str(len(checks)) and suite.get("failures") == "1"
-    assert len(suite.findall("testcase/failure")) == 1
+    (failing,) = [case for case in suite.findall("testcase") if case.find("failure") is not None]
+    assert (failing.get("classname"), failing.get("name")) == ("int8:v", "accuracy")
+    failure = failing.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "baseline 0.79, current 0.7, limit >= 0.7850"
 
 
 def test_cli_exit_codes(baseline: dict[str, Any], tmp_path: Path) -> None:
@@ -135,3 +142,52 @@ def test_latency_gate_uses_the_median_of_rounds(baseline: dict[str, Any]) -> Non
     assert ("int8:v", "b1 latency / original") in failed(
         compare_reports(baseline, slower, Thresholds())
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "change", "within", "beyond", "figure"),
+    [
+        # int8 accuracy 0.79 -> 0.785: a drop of 0.5 points
+        ("--max-accuracy-drop", ("accuracy", 0.785), "0.6", "0.4", "accuracy"),
+        # int8 b8 latency / original 0.15 -> 0.195: 1.3 times the baseline's ratio
+        ("--max-latency-regression", ("b8", 19.5), "1.35", "1.25", "b8 latency / original"),
+        # int8 size 100 -> 120 bytes: 1.2 times
+        ("--max-size-growth", ("size_bytes", 120), "1.25", "1.15", "size_bytes"),
+    ],
+)
+def test_each_cli_threshold_passes_within_and_fails_beyond(
+    baseline: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    change: tuple[str, float],
+    within: str,
+    beyond: str,
+    figure: str,
+) -> None:
+    """`bench compare --max-*`: a regression inside the given threshold exits 0, one beyond it
+    exits 3 (RegressionFound) naming the stage and figure, and --json records the threshold."""
+    current = copy.deepcopy(baseline)
+    key, value = change
+    int8 = current["stages"][1]
+    if key == "b8":
+        int8["latency"]["b8"]["p50_ms"] = value
+    else:
+        int8[key] = value
+    base, cur, out = tmp_path / "base.json", tmp_path / "cur.json", tmp_path / "checks.json"
+    base.write_text(json.dumps(baseline))
+    cur.write_text(json.dumps(current))
+    args = ["bench", "compare", str(base), str(cur), "--json", str(out)]
+    assert main([*args, flag, within]) == 0
+    checks = json.loads(out.read_text())
+    name = flag.removeprefix("--").replace("-", "_")
+    assert checks["passed"] is True and checks["thresholds"][name] == float(within)
+    assert "0 failed" in capsys.readouterr().out
+    assert main([*args, flag, beyond]) == 3
+    printed = capsys.readouterr()
+    assert printed.err == f"error: 1 check(s) regressed: int8:v {figure}\n"
+    (row,) = [line for line in printed.out.splitlines() if line.startswith("FAIL")]
+    assert row.split()[1] == "int8:v" and figure in row
+    checks = json.loads(out.read_text())
+    assert checks["thresholds"][name] == float(beyond) and checks["passed"] is False
+    assert [c["metric"] for c in checks["checks"] if not c["passed"]] == [figure]

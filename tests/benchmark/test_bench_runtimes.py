@@ -119,3 +119,41 @@ def test_open_runtime_errors(tmp_path: Path) -> None:
     odd = Variant("x", "tvm", "fp32", "cpu", "bad.onnx")  # type: ignore[arg-type]
     with pytest.raises(UserError):
         open_runtime(Artifact("onnx", tmp_path, "k", [odd]), odd, 1, TEXT)
+
+
+def test_the_exact_runtime_computes_the_qdq_graph_as_written(
+    tiny_qdq: Artifact, tiny_onnx: Artifact
+) -> None:
+    """`OrtRuntime(exact=True)` on a Q/DQ file runs with graph optimizations off and gives the
+    logits of ONNX's own reference evaluator of that graph (QuantizeLinear rounding and all),
+    which differ visibly from the FP32 model's."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    variant = tiny_qdq.variants[0]
+    path = tiny_qdq.file(variant)
+    tokenizer = TEXT.load_processor(tiny_qdq.path)
+    texts = ["the movie was great fun", "bad dull plot", "zebra"]
+    feeds = fixed_shape_batch(tokenizer, texts, batch_size=3, sequence_length=12)
+    exact = open_runtime(tiny_qdq, variant, 1, TEXT, exact=True)
+    try:
+        assert isinstance(exact, OrtRuntime) and exact.name == "onnxruntime-exact"
+        level = exact.session.get_session_options().graph_optimization_level
+        assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        logits = exact(feeds)
+    finally:
+        exact.close()
+    graph = onnx.load(str(path))
+    for opset in graph.opset_import:  # the reference implements DequantizeLinear from opset 19
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, 19)
+    names = [i.name for i in graph.graph.input]
+    reference = ReferenceEvaluator(graph).run(None, {n: feeds[n] for n in names})[0]
+    np.testing.assert_allclose(logits, reference, rtol=0, atol=1e-6)
+    portable = next(v for v in tiny_onnx.variants if v.target == "portable")
+    fp32 = open_runtime(tiny_onnx, portable, 1, TEXT)
+    try:
+        assert np.abs(fp32(feeds) - reference).max() > 1e-5  # the INT8 arithmetic shows
+    finally:
+        fp32.close()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import numpy as np
 import pytest
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, Variant
 from compress.benchmark.settings import BenchmarkSettings
 from compress.benchmark.stage import benchmark_variant
 from compress.data import Dataset, Split
@@ -18,8 +20,38 @@ SETTINGS = BenchmarkSettings(
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s"}
 
 
+def _alone(artifact: Artifact, variant: Variant, texts: list[str], tokenizer: Any) -> list[int]:
+    """Label ids predicted here, one text at a time, by the model itself (transformers or a
+    plain ONNX Runtime session), not through compress's runtimes."""
+    if variant.runtime == "torch":
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(artifact.path).eval()
+
+        def logits(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            with torch.inference_mode():
+                return model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(
+            str(artifact.file(variant)), providers=["CPUExecutionProvider"]
+        )
+
+        def logits(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            return np.asarray(session.run(None, feeds)[0])
+
+    encoded = (tokenizer([t], truncation=True, max_length=32, return_tensors="np") for t in texts)
+    return [int(logits(dict(e)).argmax()) for e in encoded]
+
+
 @pytest.mark.parametrize("which", ["hf_artifact", "onnx_artifact", "int8_artifact"])
-def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Split) -> None:
+def test_benchmark_variant(
+    which: str, request: pytest.FixtureRequest, split: Split, tokenizer: Any
+) -> None:
+    """Every field of a variant's result: its accuracy is the one computed here from the
+    model's own predictions, latency has each batch size with ordered percentiles."""
     artifact: Artifact = request.getfixturevalue(which)
     variant = artifact.variants[0]
     result = benchmark_variant(
@@ -44,7 +76,9 @@ def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Sp
         variant.target,
     )
     assert result["n_eval"] == len(split)
-    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0
+    predicted = _alone(artifact, variant, split.texts, tokenizer)
+    assert result["accuracy"] == float(np.mean(np.asarray(predicted) == split.labels))
+    assert 0.0 <= result["macro_f1"] <= 1.0
     assert set(result["latency"]) == {"b1", "b4"}
     for stats in result["latency"].values():
         assert set(stats) == LATENCY_KEYS
@@ -55,8 +89,10 @@ def test_benchmark_variant(which: str, request: pytest.FixtureRequest, split: Sp
 
 
 def test_benchmark_variant_eval_samples_and_predictions(
-    hf_artifact: Artifact, split: Split
+    hf_artifact: Artifact, split: Split, tokenizer: Any
 ) -> None:
+    """eval_samples scores the split's first N texts; keep_predictions returns their label ids,
+    those the model itself predicts."""
     settings = SETTINGS.model_copy(update={"eval_samples": 3, "batch_sizes": [2]})
     variant = hf_artifact.variants[0]
     result = benchmark_variant(
@@ -71,7 +107,7 @@ def test_benchmark_variant_eval_samples_and_predictions(
     )
     assert result["n_eval"] == 3
     assert set(result["latency"]) == {"b2"}
-    assert len(result["predictions"]) == 3 and all(p in (0, 1) for p in result["predictions"])
+    assert result["predictions"] == _alone(hf_artifact, variant, split.texts[:3], tokenizer)
 
 
 def test_interleaved_latency_of_several_stages(

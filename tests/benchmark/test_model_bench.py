@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compress.benchmark.bench_data import align_labels, model_labels
+from compress.benchmark.bench_data import align_labels, examples, model_labels
 from compress.benchmark.evaluate import evaluate
 from compress.benchmark.model_bench import (
     SCHEMA_VERSION,
@@ -60,7 +60,8 @@ def test_onnx_model_end_to_end_json_markdown_html(
     for row in entry["latency"]:
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert row["throughput_per_s"] > 0
-    assert entry["n_eval"] == len(TEXTS) and 0 <= entry["accuracy"] <= 1
+    assert entry["n_eval"] == len(TEXTS)
+    assert entry["accuracy"] == _accuracy_here(model_dir / "model.onnx", TEXTS, LABELS)
     assert result["parameters"] > 0 and result["size_bytes"] > 0
     assert result["method"]["sequence_lengths"] == [16, 32]
     markdown = (out / "bench.md").read_text()
@@ -82,7 +83,11 @@ def test_torch_folder_and_round_trip(model_dir: Path, reviews: Path, tmp_path: P
     assert json.loads(json.dumps(result)) == load_results(out / "bench.json")
 
 
-def test_bad_inputs_are_clear_errors(model_dir: Path, tmp_path: Path) -> None:
+def test_bad_inputs_are_clear_errors(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A path that is no model, results of another schema, and a runtime that cannot run the
+    file are each one error naming the problem (exit 2 at the command line)."""
     with pytest.raises(ModelLoadError, match="not an ONNX file"):
         detect(tmp_path)
     (tmp_path / "bench.json").write_text(json.dumps({"schema_version": 99}))
@@ -90,6 +95,7 @@ def test_bad_inputs_are_clear_errors(model_dir: Path, tmp_path: Path) -> None:
         load_results(tmp_path / "bench.json")
     code = main(["bench", "model", str(model_dir / "model.onnx"), "--runtime", "torch"])
     assert code == 2
+    assert "error: runtime 'torch' cannot run a onnx model (use: " in capsys.readouterr().err
 
 
 def _dataset(names: list[str], labels: list[int]) -> Dataset:
@@ -143,3 +149,115 @@ def test_bench_scores_a_file_against_the_models_label_order(
         "accuracy"
     ]
     assert by_name["runtimes"][0]["accuracy"] == pytest.approx(expected)
+    assert expected != pytest.approx(0.5)  # ids left in the file's order would score 1 - it
+
+
+def _accuracy_here(model: Path, texts: list[str], labels: list[int]) -> float:
+    """Accuracy of the ONNX file on `texts`, computed here: ONNX Runtime on the tokenizer's
+    padded batch, argmax against `labels`."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(model.parent)
+    feeds = tokenizer(texts, padding=True, return_tensors="np")
+    names = {i.name for i in session.get_inputs()}
+    logits = session.run(None, {k: v.astype(np.int64) for k, v in feeds.items() if k in names})
+    return float(np.mean(logits[0].argmax(-1) == np.asarray(labels)))
+
+
+def test_model_options_reach_the_measurement(
+    model_dir: Path, reviews: Path, tmp_path: Path
+) -> None:
+    """--eval-samples scores the first N rows (the accuracy computed here from the model's own
+    logits), --no-accuracy leaves accuracy out even for labelled data, and --threads, --task,
+    the batch sizes, sequence lengths, warm-up and repetitions are what the result records."""
+    model = model_dir / "model.onnx"
+    args = ["bench", "model", str(model), "--data", str(reviews), "--threads", "1"]
+    args += ["--task", "text-classification", "--batch-sizes", "3", "--sequence-lengths", "8"]
+    args += ["--warmup", "0", "--repetitions", "2", "--quiet"]
+    assert main([*args, "--eval-samples", "4", "--out", str(tmp_path / "a")]) == 0
+    result = load_results(tmp_path / "a" / "bench.json")
+    (entry,) = result["runtimes"]
+    first = examples(str(reviews), "text-classification").test.head(4)  # the rows it scores
+    assert entry["n_eval"] == 4
+    assert entry["accuracy"] == _accuracy_here(model, first.texts, first.labels.tolist())
+    method = result["method"]
+    assert (method["threads"], method["task"], method["warmup"]) == (1, "text-classification", 0)
+    assert (method["repetitions"], method["batch_sizes"], method["sequence_lengths"]) == (
+        2,
+        [3],
+        [8],
+    )
+    assert [(r["batch_size"], r["sequence_length"]) for r in entry["latency"]] == [(3, 8)]
+    assert main([*args, "--no-accuracy", "--out", str(tmp_path / "b")]) == 0
+    result = load_results(tmp_path / "b" / "bench.json")
+    (entry,) = result["runtimes"]
+    assert not {"accuracy", "macro_f1", "n_eval"} & set(entry)
+    assert result["method"]["labels"] == "not scored: latency only"
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda"])
+def test_a_gpu_runtime_this_machine_lacks_is_one_clear_error(
+    model_dir: Path,
+    reviews: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    runtime: str,
+) -> None:
+    """A GPU runtime this machine cannot start exits 2 with one line saying what is missing,
+    and writes no results."""
+    import onnxruntime as ort
+    import torch
+
+    providers = {
+        "onnxruntime-cuda": ["CUDAExecutionProvider"],
+        "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+    }
+    missing = [p for p in providers.get(runtime, []) if p not in ort.get_available_providers()]
+    if runtime.startswith("onnxruntime") and not missing:
+        pytest.skip(f"this machine's ONNX Runtime has {runtime}'s providers")
+    if runtime == "torch-cuda" and torch.cuda.is_available():
+        pytest.skip("torch sees a CUDA device here")
+    model = model_dir / ("model.onnx" if runtime.startswith("onnxruntime") else "")
+    out = tmp_path / "out"
+    args = ["bench", "model", str(model), "--runtime", runtime, "--data", str(reviews)]
+    assert main([*args, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    if missing:
+        assert err.startswith(f"error: ONNX Runtime here lacks {', '.join(missing)} (available: ")
+        assert err.endswith("; install onnxruntime-gpu\n")
+    else:
+        assert err == "error: runtime needs CUDA, and torch sees no CUDA device\n"
+    assert not out.exists()
+
+
+def test_an_engine_that_cannot_run_here_and_a_runtime_of_another_kind_are_refused(
+    model_dir: Path, reviews: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench model x.engine` exits 2 naming the engine and why this machine cannot run it (no
+    TensorRT, or no GPU); a runtime for another kind of model names the ones that fit."""
+    from compress.trt.runtime import engine_unavailable
+
+    folder = tmp_path / "engine"
+    folder.mkdir()
+    for file in model_dir.glob("*.json"):
+        shutil.copyfile(file, folder / file.name)
+    shutil.copyfile(model_dir / "vocab.txt", folder / "vocab.txt")
+    (folder / "model.engine").write_bytes(b"not an engine")
+    args = ["bench", "model", str(folder / "model.engine"), "--data", str(reviews), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    reason = engine_unavailable()
+    if reason is not None:
+        assert err == f"error: cannot run the TensorRT engine model.engine: {reason}\n"
+    else:  # a GPU with TensorRT: the file itself is refused
+        assert err.startswith(f"error: {folder / 'model.engine'}: ")
+    assert not (tmp_path / "out").exists()
+    assert main(["bench", "model", str(model_dir / "model.onnx"), "--runtime", "tensorrt"]) == 2
+    assert capsys.readouterr().err == (
+        "error: runtime 'tensorrt' cannot run a onnx model "
+        "(use: onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt)\n"
+    )
+    assert main(["bench", "model", str(model_dir), "--runtime", "onnxruntime"]) == 2
+    assert "runtime 'onnxruntime' cannot run a torch model (use: torch, " in capsys.readouterr().err
