@@ -37,26 +37,41 @@ def test_photos_are_split_by_photo_and_unlabelled() -> None:
 
 
 def test_image_folder_labels_come_from_sub_folders(tmp_path: Path) -> None:
+    """Each image gets its own sub-folder's label: cats are dark, dogs bright, in every split."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for label in ("cat", "dog"):
+    for label, (low, high) in (("cat", (0, 100)), ("dog", (156, 256))):
         (tmp_path / label).mkdir()
         for i in range(6):
-            pixels = rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)
+            pixels = rng.integers(low, high, (10, 12, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
     spec = DataSpec(source=str(tmp_path), test_size=2, validation_size=2)
     data = load_dataset(spec, task="image-classification")
     assert data.label_names == ["cat", "dog"] and len(data.train) == 8
     assert data.train.inputs[0].shape == (10, 12, 3)
+    seen = []
+    for split in (data.train, data.validation, data.test):
+        for i, label in enumerate(split.labels.tolist()):
+            seen.append(data.label_names[label])
+            assert seen[-1] == ("cat" if split.inputs[i].mean() < 128 else "dog")
+    assert sorted(seen) == ["cat"] * 6 + ["dog"] * 6
 
 
 def test_npz_arrays_and_their_errors(tmp_path: Path) -> None:
-    x = np.zeros((20, 8, 8), dtype=np.uint8)
+    """.npz images keep their own labels across the split; float, label-less, empty fail."""
+    x = np.arange(20, dtype=np.uint8)[:, None, None] * np.ones((1, 8, 8), dtype=np.uint8)
     y = np.array([0, 1] * 10)
     np.savez(tmp_path / "ok.npz", x=x, y=y)
     spec = DataSpec(source=str(tmp_path / "ok.npz"), test_size=4, validation_size=4)
-    assert len(load_dataset(spec, task="image-classification").train) == 12
+    data = load_dataset(spec, task="image-classification")
+    assert len(data.train) == 12 and data.label_names == ["0", "1"]
+    rows = []  # image i (all pixels i) keeps label i % 2, and each image is in one split
+    for split in (data.train, data.validation, data.test):
+        for i, label in enumerate(split.labels.tolist()):
+            rows.append(int(split.inputs[i][0, 0]))
+            assert label == rows[-1] % 2 and split.inputs[i].shape == (8, 8)
+    assert sorted(rows) == list(range(20))
     np.savez(tmp_path / "float.npz", images=x.astype(np.float32), labels=y)
     with pytest.raises(DataError, match="uint8"):
         load_dataset(

@@ -35,6 +35,7 @@ def test_csv_split_is_fixed_and_disjoint(tmp_path: Path) -> None:
 
 
 def test_jsonl_and_json_with_column_mapping(tmp_path: Path) -> None:
+    """Mapped columns are read from .jsonl and .json, each text with its own label."""
     records = [{"review": f"r{i}", "stars": i % 3} for i in range(12)]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     (tmp_path / "d.json").write_text(json.dumps(records))
@@ -42,6 +43,12 @@ def test_jsonl_and_json_with_column_mapping(tmp_path: Path) -> None:
         data = load_dataset(small_spec(tmp_path / name, text_column="review", label_column="stars"))
         assert data.label_names == ["0", "1", "2"]
         assert len(data.train) == 7
+        texts = []  # "r{i}" is read from `review` and keeps its own `stars` (i % 3)
+        for split in (data.train, data.validation, data.test):
+            for text, label in zip(split.texts, split.labels, strict=True):
+                texts.append(text)
+                assert data.label_names[label] == str(int(text[1:]) % 3), (name, text)
+        assert sorted(texts) == sorted(r["review"] for r in records)
 
 
 def test_relative_path_is_resolved_against_the_recipe(tmp_path: Path) -> None:

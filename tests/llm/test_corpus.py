@@ -15,21 +15,28 @@ SMALL = {"validation_size": 4, "test_size": 4}
 
 
 def test_a_txt_file_is_one_text_per_line_without_labels(tmp_path: Path) -> None:
+    """Each non-blank line of a .txt is one text, all of them split, none labelled."""
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(f"line number {i}" for i in range(20)) + "\n\n   \n")
     data = load_corpus(DataSpec(source=str(path), **SMALL))
-    assert len(data.train) + len(data.validation) + len(data.test) == 20
+    texts = [*data.train.texts, *data.validation.texts, *data.test.texts]
+    assert sorted(texts) == sorted(f"line number {i}" for i in range(20))  # blank lines dropped
+    assert (len(data.validation), len(data.test)) == (4, 4)
     assert data.label_names == [] and set(data.train.labels.tolist()) == {-1}
     assert "prompt" not in data.notes  # no labels: no task score
 
 
 def test_a_table_with_labels_gets_a_prompt_and_label_words(tmp_path: Path) -> None:
+    """A labelled table keeps each text's label and gets the prompt and label words."""
     path = tmp_path / "reviews.csv"
     path.write_text(
         "text,label\n" + "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
     )
     data = load_corpus(DataSpec(source=str(path), prompt="Q: {text} A:", **SMALL))
     assert data.label_names == ["neg", "pos"]
+    for split in (data.train, data.validation, data.test):  # each review keeps its own label
+        for text, label in zip(split.texts, split.labels, strict=True):
+            assert data.label_names[label] == ("pos" if int(text.split()[1]) % 2 else "neg")
     assert data.notes == {"prompt": "Q: {text} A:", "label_words": ["neg", "pos"]}
     without = tmp_path / "texts.jsonl"
     without.write_text("".join(f'{{"text": "t {i}"}}\n' for i in range(20)))

@@ -6,17 +6,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from compress.errors import ModelLoadError
 from compress.llm.models import check_causal, lm_meta, load_lm, resolve_lm_source, save_lm
 from tests.llm_fixtures import WORDS
 
 
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return dict(load_file(str(folder / "model.safetensors")))
+
+
 def test_a_saved_model_reloads_with_identical_logits(tiny_llama: Path, tmp_path: Path) -> None:
+    """load_lm gives the folder's exact FP32 weights; save_lm writes them back bit for bit,
+    and the copy computes the same logits (tied head included)."""
     import torch
 
+    source = _weights(tiny_llama)
     model, tokenizer = load_lm(str(tiny_llama))
+    state = model.state_dict()
+    for name, tensor in source.items():
+        assert state[name].dtype == torch.float32 and torch.equal(state[name], tensor), name
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     save_lm(model, tokenizer, tmp_path / "copy")
+    copied = _weights(tmp_path / "copy")
+    assert copied.keys() == source.keys()
+    assert all(torch.equal(copied[k], source[k]) for k in source)
     again, _ = load_lm(str(tmp_path / "copy"))
     ids = torch.tensor([tokenizer("the movie was good").input_ids])
     with torch.inference_mode():
@@ -24,14 +41,25 @@ def test_a_saved_model_reloads_with_identical_logits(tiny_llama: Path, tmp_path:
     assert tokenizer("a").input_ids[0] == tokenizer.bos_token_id  # BOS added, as SmolLM2's
 
 
-def test_parameters_count_a_tied_matrix_once(tiny_llama: Path) -> None:
-    model, _ = load_lm(str(tiny_llama))
+# tiny Llama (tests/llm_fixtures.py), counted by hand: hidden 64, MLP 128, 4 heads of 16 with
+# 2 KV heads (K and V project to 32), no biases, two RMSNorm weights per layer, 4 layers
+LAYER = 64 * 64 + 2 * (64 * 32) + 64 * 64 + 3 * (64 * 128) + 2 * 64
+BODY = 4 * LAYER + 64  # and the final norm
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_parameters_count_a_tied_matrix_once(tiny_llama: Path, tmp_path: Path, tie: bool) -> None:
+    """Tied: the embedding counted once and used as the head's MACs too; untied: both."""
+    from tests.llm_fixtures import build_tiny_llama
+
+    folder = tiny_llama if tie else build_tiny_llama(tmp_path / "untied", tie=False)
+    model, _ = load_lm(str(folder))
     meta = lm_meta(model)
-    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings().weight.numel()
-    assert meta["macs_per_token"] == meta["parameters"]  # the tied head multiplies by it too
-    assert meta["kv_heads"] == 2 and meta["heads"] == 4
-    assert embedding == len(WORDS) * 64
+    table = len(WORDS) * 64
+    assert meta["parameters"] == table + BODY + (0 if tie else table)
+    assert meta["macs_per_token"] == BODY + table  # the lookup is free, the head is not
+    assert meta["kv_heads"] == 2 and meta["heads"] == 4 and meta["layers"] == 4
+    assert meta["vocab_size"] == len(WORDS) == 36
 
 
 def test_an_encoder_is_refused_in_one_line(tiny_model_dir: Path) -> None:

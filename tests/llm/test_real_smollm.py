@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from compress.cli import main
@@ -48,7 +49,11 @@ def test_smollm2_prunes_exports_and_quantizes_to_int4(tmp_path: Path) -> None:
     assert original["size_bytes"] / int4["size_bytes"] > 5  # 26 INT4 layers and one shared table
     # HQQ INT4 costs little perplexity against the FP32 file it came from
     assert int4["perplexity"] < 1.2 * pruned["perplexity"]
-    assert 0.3 < int4["accuracy"] <= 1.0
+    # and decides the zero-shot task like that FP32 file on at least 36 of the 40 reviews (39
+    # in a run here); a file answering "positive" to every review would agree on only 35
+    agree = np.asarray(int4["predictions"]) == np.asarray(pruned["predictions"])
+    assert int4["n_eval"] == pruned["n_eval"] == 40 and agree.mean() >= 0.9
+    assert abs(int4["accuracy"] - pruned["accuracy"]) <= 0.1
     if genai_available():
         genai = stages["03-quantize:int4-genai"]
         assert genai["speed"]["generated"] == int4["speed"]["generated"]

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from compress.artifacts import Artifact
 from compress.passes.base import PassContext
@@ -15,6 +15,8 @@ def _weights(path: object) -> dict[str, torch.Tensor]:
 def test_full_fine_tune_learns_and_saves_a_plain_model(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
 ) -> None:
+    """8 epochs: the loss falls, validation accuracy >= 0.75, and the folder holds the best
+    epoch's weights (re-measured here from the saved files)."""
     ctx = make_ctx("ft")
     cfg = FineTuneConfig(epochs=8, lr=3e-3, batch_size=8, warmup_ratio=0.0, min_steps=0)
     out = apply(tiny_hf, cfg, ctx)
@@ -26,6 +28,16 @@ def test_full_fine_tune_learns_and_saves_a_plain_model(
     # the synthetic task is learnable: the kept epoch beats chance clearly
     assert ctx.metrics["best_val_accuracy"] >= 0.75
     assert max(h["val_accuracy"] for h in history) == ctx.metrics["best_val_accuracy"]
+    # the saved folder is the kept (best) epoch's model: measured here, it scores the same
+    model = AutoModelForSequenceClassification.from_pretrained(out.path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out.path)
+    validation = ctx.data.validation
+    batch = tokenizer(list(validation.texts), padding=True, truncation=True, max_length=32)
+    with torch.inference_mode():
+        logits = model(**batch.convert_to_tensors("pt")).logits
+    accuracy = float((logits.argmax(-1).numpy() == validation.labels).mean())
+    assert accuracy == ctx.metrics["best_val_accuracy"]
+    assert ctx.metrics["learned"] == {"learned": True, "majority_class_val_accuracy": 0.5}
 
 
 def test_fractional_epochs_stop_early(
@@ -62,17 +74,15 @@ def test_a_model_that_learned_nothing_is_flagged(
     assert len(logged) == 1 and "has not learned the task" in logged[0]
     assert "after 72 steps" in logged[0] and "epochs, now 4" in logged[0]
     assert _learned({"best_val_accuracy": majority + 0.05, "steps": 72}, ctx, cfg)["learned"]
-    assert len(logged) == 1
-    good = make_ctx("learns")  # a real run on a learnable task records that it learned
-    apply(tiny_hf, FineTuneConfig(epochs=8, lr=3e-3, batch_size=8, min_steps=0), good)
-    assert good.metrics["learned"]["learned"] is True
+    assert len(logged) == 1  # a real run that learned: test_full_fine_tune_learns_...
 
 
 def test_lora_is_merged_into_plain_weights(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
 ) -> None:
+    """LoRA is merged away: plain BERT keys, query and classifier changed, key (no adapter) not."""
     ctx = make_ctx("lora")
-    cfg = FineTuneConfig(method="lora", epochs=1, lr=1e-2, batch_size=16, lora_r=4)
+    cfg = FineTuneConfig(method="lora", epochs=1, lr=1e-2, batch_size=16, lora_r=4, min_steps=0)
     out = apply(tiny_hf, cfg, ctx)
     before, after = _weights(tiny_hf.path), _weights(out.path)
     assert set(before) == set(after), "saved model must have no LoRA modules left"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,11 +36,35 @@ def _engine(ctx: PassContext, out: Artifact) -> Path:
     return path
 
 
+# What a serialized TensorRT-RTX 1.7 engine shows without a GPU to deserialize it on: the
+# names of the ONNX nodes and I/O tensors it was built from, the SM targets it was compiled
+# for ("accelerators={sm86 }"), and the source of its generated kernels, whose variables
+# are declared with their element type ("__myln_half __v3;", "__myln_int8 __v7;").
+def _accelerators(engine: bytes) -> list[str]:
+    found = re.findall(rb"accelerators=\{((?:sm\d+ )+)\}", engine)
+    assert len(found) == 1, found
+    return found[0].decode().split()
+
+
+def _kernel_variables(engine: bytes, dtype: str) -> int:
+    return engine.count(f"__myln_{dtype} __v".encode())
+
+
+def _names_in(engine: bytes, names: set[str]) -> set[str]:
+    return {name for name in names if name.encode() in engine}
+
+
+def _graph(path: Path) -> onnx.GraphProto:
+    return onnx.load(str(path)).graph
+
+
 @pytest.mark.tensorrt
 @pytest.mark.usefixtures("rtx")
 def test_fp32_engine_parses_every_node(
     tiny_onnx: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
 ) -> None:
+    """The FP32 engine holds model.onnx's I/O and nodes, compiled for SM 8.6 only in FP32
+    kernels, with one batch 1..8 x sequence 1..32 profile over every input."""
     ctx = make_ctx("fp32")
     cfg = TensorRTConfig(
         backend="tensorrt_rtx",
@@ -48,13 +73,25 @@ def test_fp32_engine_parses_every_node(
         cache_dir=str(tmp_path / "c"),
     )
     out = apply(tiny_onnx, cfg, ctx)
-    _engine(ctx, out)
+    engine = _engine(ctx, out).read_bytes()
     built = ctx.metrics["tensorrt"]
-    nodes = len(onnx.load(str(tiny_onnx.path / "model.onnx")).graph.node)
-    assert built["parser_errors"] == 0 and built["onnx_nodes"] == nodes
+    graph = _graph(tiny_onnx.path / "model.onnx")
+    assert built["parser_errors"] == 0 and built["onnx_nodes"] == len(graph.node)
     assert built["network_layers"] > 0 and built["build_seconds"] > 0
     assert built["backend"] == "tensorrt_rtx" and built["compute_capabilities"] == ["8.6"]
-    assert built["inputs"]["input_ids"] == {"min": [1, 1], "opt": [1, 32], "max": [8, 32]}
+    # one profile over every ONNX input: batch 1..8, sequence 1..max_length (32)
+    profile = {"min": [1, 1], "opt": [1, 32], "max": [8, 32]}
+    assert built["inputs"] == {t.name: profile for t in graph.input}
+    assert built["outputs"] == [t.name for t in graph.output] == ["logits"]
+    # the engine itself: built from model.onnx's graph, for SM 8.6 only, in FP32 kernels
+    io = {t.name for t in (*graph.input, *graph.output)}
+    assert (
+        _names_in(engine, io) == io == {"input_ids", "attention_mask", "token_type_ids", "logits"}
+    )
+    nodes = {n.name for n in graph.node}
+    assert len(_names_in(engine, nodes)) > len(nodes) // 4
+    assert _accelerators(engine) == ["sm86"]
+    assert _kernel_variables(engine, "half") == _kernel_variables(engine, "int8") == 0
     assert out.kind == "engine" and out.meta["engine_source"] == "model.onnx"
     assert json.loads((ctx.work_dir / "build.json").read_text())["key"] == built["key"]
     assert (ctx.work_dir / "build.log").stat().st_size > 0
@@ -66,25 +103,36 @@ def test_fp32_engine_parses_every_node(
 def test_int8_engine_from_qdq_and_the_cache(
     tiny_qdq: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
 ) -> None:
+    """The INT8 engine holds every Q/DQ node of the Q/DQ file in INT8 kernels for the five RTX
+    targets; the same build is read back from the cache, another profile is another engine."""
     cache = str(tmp_path / "cache")
     cfg = TensorRTConfig(backend="tensorrt_rtx", precision="int8", cache_dir=cache)
     first_ctx = make_ctx("int8-a")
     first = _engine(first_ctx, apply(tiny_qdq, cfg, first_ctx))
     assert first_ctx.metrics["tensorrt"]["cached"] is False
-    assert first_ctx.metrics["tensorrt"]["compute_capabilities"] == [
-        "8.0",
-        "8.6",
-        "8.9",
-        "12.0",
-        "12.1",
-    ]
+    default = ["8.0", "8.6", "8.9", "12.0", "12.1"]  # every RTX target but Turing (7.5)
+    assert first_ctx.metrics["tensorrt"]["compute_capabilities"] == default
+    engine = first.read_bytes()
+    assert _accelerators(engine) == ["sm80", "sm86", "sm89", "sm120", "sm121"]
+    # built from the Q/DQ file: every Q/DQ node of it is in the engine, with INT8 kernels
+    qdq = _graph(tiny_qdq.path / "model_int8_qdq.onnx")
+    quantizers = {n.name for n in qdq.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert len(quantizers) > 100 and _names_in(engine, quantizers) == quantizers
+    assert _kernel_variables(engine, "int8") > 50 and _kernel_variables(engine, "half") == 0
     again_ctx = make_ctx("int8-b")
     again = _engine(again_ctx, apply(tiny_qdq, cfg, again_ctx))
     assert again_ctx.metrics["tensorrt"]["cached"] is True
     assert again.read_bytes() == first.read_bytes()
     other_ctx = make_ctx("int8-c")  # another profile is another engine
-    apply(tiny_qdq, cfg.model_copy(update={"batch": ShapeRange(min=1, opt=2, max=4)}), other_ctx)
+    other_cfg = cfg.model_copy(update={"batch": ShapeRange(min=1, opt=2, max=4)})
+    other = _engine(other_ctx, apply(tiny_qdq, other_cfg, other_ctx))
     assert other_ctx.metrics["tensorrt"]["cached"] is False
+    assert other_ctx.metrics["tensorrt"]["inputs"]["input_ids"] == {
+        "min": [1, 1],
+        "opt": [2, 32],
+        "max": [4, 32],
+    }
+    assert other.read_bytes() != engine
     assert len([p for p in Path(cache).iterdir() if not p.name.startswith(".")]) == 2
 
 
@@ -93,6 +141,7 @@ def test_int8_engine_from_qdq_and_the_cache(
 def test_fp16_on_rtx_builds_an_fp16_graph(
     tiny_onnx: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
 ) -> None:
+    """An fp16 build on TensorRT-RTX compiles half-precision kernels for SM 8.9, FP32 I/O kept."""
     ctx = make_ctx("fp16")
     cfg = TensorRTConfig(
         backend="tensorrt_rtx",
@@ -100,8 +149,14 @@ def test_fp16_on_rtx_builds_an_fp16_graph(
         compute_capability=[8.9],
         cache_dir=str(tmp_path),  # type: ignore[list-item]
     )
-    _engine(ctx, apply(tiny_onnx, cfg, ctx))
+    engine = _engine(ctx, apply(tiny_onnx, cfg, ctx)).read_bytes()
     assert "converted to FP16" in ctx.metrics["tensorrt"]["precision_from"]
+    # the engine's kernels compute in half precision (an FP32 build declares no half)
+    assert _kernel_variables(engine, "half") > 50 and _kernel_variables(engine, "int8") == 0
+    assert _accelerators(engine) == ["sm89"]
+    graph = _graph(tiny_onnx.path / "model.onnx")  # FP32 I/O kept: the same tensor names
+    io = {t.name for t in (*graph.input, *graph.output)}
+    assert _names_in(engine, io) == io
 
 
 @pytest.mark.tensorrt
@@ -195,7 +250,11 @@ def test_input_the_engine_cannot_use_is_a_recipe_error(tmp_path: Path) -> None:
     assert "needs an ONNX model" in str(error)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None,
+    reason="full TensorRT is installed here, so the not-installed path cannot be reached "
+    "(CI installs only tensorrt-rtx: it runs there)",
+)
 def test_missing_backend_is_a_validation_error(tmp_path: Path) -> None:
     error = _recipe_error(
         tmp_path, "  - export_onnx\n  - tensorrt: {backend: tensorrt, precision: fp32}\n"
@@ -218,7 +277,11 @@ def test_auto_needs_either_backend() -> None:
     )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None,
+    reason="full TensorRT is installed here, so the not-installed path cannot be reached "
+    "(CI installs only tensorrt-rtx: it runs there)",
+)
 def test_if_missing_skip_validates_and_passes_the_input_on(
     tiny_qdq: Artifact, make_ctx: Callable[[str], PassContext], tmp_path: Path
 ) -> None:

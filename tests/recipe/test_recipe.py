@@ -142,6 +142,8 @@ def test_shipped_recipes_validate() -> None:
 
 
 def test_a_local_source_that_does_not_exist_is_a_validation_error(tmp_path: Path) -> None:
+    """Missing local paths fail at their line; an existing one resolves beside the recipe, a hub
+    id stays a hub id."""
     for source in ("/no/such/folder", "./nope", "../nope", "~/surely-not-a-model-folder"):
         err = error_of(tmp_path, f"name: t\nmodel:\n  source: {source}\n")
         assert err.key == "model.source" and err.line == 3, source
@@ -150,8 +152,10 @@ def test_a_local_source_that_does_not_exist_is_a_validation_error(tmp_path: Path
     assert err.key == "data.source" and "does not exist" in str(err)
     # relative to the recipe's folder is found; a hub id is not a local path
     (tmp_path / "data.csv").write_text("text,label\n")
-    assert load_recipe(write(tmp_path, "data: {source: ./data.csv}\n"))
-    assert load_recipe(write(tmp_path, "model: {source: bert-base-uncased}\n"))
+    found = load_recipe(write(tmp_path, "data: {source: ./data.csv}\n"))
+    assert found.resolved["data"]["source"] == str(tmp_path / "data.csv")
+    hub = load_recipe(write(tmp_path, "model: {source: bert-base-uncased}\n"))
+    assert hub.resolved["model"]["source"] == "bert-base-uncased"
 
 
 def test_from_names_the_step_whose_model_a_pass_takes(tmp_path: Path) -> None:
@@ -176,6 +180,7 @@ def test_from_names_the_step_whose_model_a_pass_takes(tmp_path: Path) -> None:
 
 
 def test_from_errors_name_the_line(tmp_path: Path) -> None:
+    """`from:` errors name the line and the candidates; a step folder picks one of two passes."""
     base = "passes:\n  - fine_tune\n  - export_onnx\n  - distill:\n    from: {}\n"
     err = error_of(tmp_path, base.format("fine_tun"))
     assert err.line == 5 and err.key == "passes[2].from"
@@ -185,7 +190,8 @@ def test_from_errors_name_the_line(tmp_path: Path) -> None:
     twice = "passes:\n  - fine_tune\n  - fine_tune\n  - distill:\n    from: fine_tune\n"
     err = error_of(tmp_path, twice)
     assert "runs 2 times" in str(err) and "01-fine_tune, 02-fine_tune" in str(err)
-    assert load_recipe(write(tmp_path, twice.replace("from: fine_tune", "from: 02-fine_tune")))
+    named = load_recipe(write(tmp_path, twice.replace("from: fine_tune", "from: 02-fine_tune")))
+    assert [s.source for s in named.steps] == [0, 1, 2]  # distill takes the second fine_tune
     later = "passes:\n  - fine_tune:\n    from: distill\n  - distill\n"
     assert "no pass 'distill' runs before this one" in str(error_of(tmp_path, later))
     # the order check follows the branch: tensorrt int8 after qat's branch, not quantize's

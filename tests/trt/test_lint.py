@@ -80,5 +80,8 @@ def test_unnamed_dynamic_axis_is_a_warning(tmp_path: Path) -> None:
     assert not any(f.severity == "error" for f in findings)
 
 
-def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
+def test_missing_file_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit code 2 (a user error) with a message naming the file, not a traceback."""
     assert main(["lint-trt", str(tmp_path / "nope.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.onnx" in err and "Traceback" not in err

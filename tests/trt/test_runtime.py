@@ -103,7 +103,11 @@ def test_engine_is_detected_with_its_task_and_build(engine_step: tuple[Artifact,
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(engine_unavailable() is None, reason="this machine can run engines")
+@pytest.mark.skipif(
+    engine_unavailable() is None,
+    reason="this machine can run engines (a CUDA GPU), so the no-GPU error cannot occur; "
+    "CI has no GPU: it runs there",
+)
 def test_running_an_engine_without_a_gpu_is_one_clear_error(
     engine_step: tuple[Artifact, Path],
 ) -> None:
