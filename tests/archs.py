@@ -8,6 +8,10 @@ tokenizer trained on the tests' sentences plus words those never use.
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +119,7 @@ def build(arch: str, folder: Path, layers: int = 4) -> Path:
             pad_token_id=pad,
             **{k: common[k] for k in ("num_labels", "id2label", "label2id")},
         )
+        torch.manual_seed(0)
         model: Any = tf.DistilBertForSequenceClassification(config)
     else:
         config_cls, model_cls = {
@@ -144,3 +149,114 @@ def build(arch: str, folder: Path, layers: int = 4) -> Path:
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
     return folder
+
+
+# Written out here rather than read from compress.text.adapters, so that the references below
+# do not share the passes' table: base model -> transformer blocks, then block -> attention
+# output projection (input: heads x head size), first FFN linear (rows: neurons), second FFN
+# linear (columns: neurons), as transformers names them.
+BLOCK_PATHS = {
+    "distilbert": ("transformer.layer", "attention.out_lin", "ffn.lin1", "ffn.lin2"),
+    **{
+        family: ("encoder.layer", "attention.output.dense", "intermediate.dense", "output.dense")
+        for family in ("bert", "electra", "roberta", "xlm-roberta", "deberta-v2", "vit")
+    },
+}
+
+
+def at(module: Any, path: str) -> Any:
+    """`module.a.b` for path "a.b"."""
+    return reduce(getattr, path.split("."), module)
+
+
+def blocks(model: Any) -> Any:
+    """The ModuleList of transformer blocks of a BERT-family (or ViT) model."""
+    return at(model.base_model, BLOCK_PATHS[model.config.model_type][0])
+
+
+def row_indices(full: Any, part: Any) -> list[int]:
+    """The index in `full` of each row of `part`: rows are compared exactly, each must match one."""
+    import torch
+
+    same = (full.unsqueeze(0) == part.unsqueeze(1)).flatten(2).all(-1)  # [part rows, full rows]
+    assert torch.all(same.sum(1) == 1), "a surviving row matches no (or several) original rows"
+    return [int(i) for i in same.float().argmax(1)]
+
+
+def with_blocks(original: Any, kept: Sequence[int]) -> Any:
+    """A copy of `original` whose ModuleList of blocks holds only the blocks `kept`, in order."""
+    import torch
+
+    ref = copy.deepcopy(original).eval()
+    parent, _, name = BLOCK_PATHS[ref.config.model_type][0].rpartition(".")
+    setattr(at(ref.base_model, parent), name, torch.nn.ModuleList(blocks(ref)[i] for i in kept))
+    ref.config.num_hidden_layers = len(kept)
+    return ref
+
+
+def masked_reference(
+    original: Any,
+    kept_layers: Sequence[int],
+    pruned_heads: Mapping[int, Sequence[int]],
+    pruned: Any,
+) -> Any:
+    """A copy of `original` computing what a correct pruning into `pruned` computes, by hand.
+
+    Only `kept_layers` stay in the ModuleList; in the remaining blocks (new numbers) the columns
+    of the attention output projection that read `pruned_heads` are zeroed (the head adds
+    nothing), and the FFN neurons `pruned` lacks (found by matching `pruned`'s first-FFN rows
+    against the original ones) get zero input rows, bias and output columns.
+    """
+    import torch
+
+    ref = with_blocks(original, kept_layers)
+    _, attention_out, ffn_in, ffn_out = BLOCK_PATHS[ref.config.model_type]
+    size = ref.config.hidden_size // ref.config.num_attention_heads
+    with torch.no_grad():
+        for i, (block, small) in enumerate(zip(blocks(ref), blocks(pruned), strict=True)):
+            out = at(block, attention_out)
+            for head in pruned_heads.get(i, []):
+                out.weight[:, head * size : (head + 1) * size] = 0
+            first, second = at(block, ffn_in), at(block, ffn_out)
+            kept = row_indices(first.weight, at(small, ffn_in).weight)
+            lost = [j for j in range(first.out_features) if j not in kept]
+            first.weight[lost] = 0
+            first.bias[lost] = 0
+            second.weight[:, lost] = 0
+    return ref
+
+
+def assert_same_function(model: Any, reference: Any, inputs: Mapping[str, Any]) -> None:
+    """`model` and `reference` agree to 1e-5 on `inputs`: in logits, and in the last hidden
+    states, which LayerNorm keeps O(1) where a random classifier's logits are about 0.01."""
+    import torch
+
+    with torch.inference_mode():
+        got = model.eval()(**inputs, output_hidden_states=True)
+        expected = reference.eval()(**inputs, output_hidden_states=True)
+    torch.testing.assert_close(got.logits, expected.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.hidden_states[-1], expected.hidden_states[-1], atol=1e-5, rtol=0)
+
+
+def last_hidden(model: Any, inputs: Mapping[str, Any]) -> Any:
+    """The last hidden states of `model` on `inputs`."""
+    import torch
+
+    with torch.inference_mode():
+        return model.eval()(**inputs, output_hidden_states=True).hidden_states[-1]
+
+
+def assert_student_is_teacher_layers(
+    student: Any, teacher: Any, keep: Sequence[int], inputs: Mapping[str, Any]
+) -> None:
+    """Every student weight is the teacher's (student block i: teacher block keep[i]), and the
+    student computes the teacher with the other blocks dropped from its list by hand."""
+    import torch
+
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    assert len(s_state) < len(t_state)
+    block = re.compile(r"(\.layer\.)(\d+)\.")
+    for key, value in s_state.items():
+        source = block.sub(lambda m: f"{m[1]}{keep[int(m[2])]}.", key)
+        assert torch.equal(value, t_state[source]), key
+    assert_same_function(student, with_blocks(teacher, keep), inputs)

@@ -1,14 +1,17 @@
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from compress.artifacts import Artifact
 from compress.errors import UserError
+from compress.passes import distill as distill_module
 from compress.passes.base import PassContext
 from compress.passes.distill import DistillConfig, apply
 from compress.text.layers import keep_layers, pick_layers
+from tests.archs import assert_student_is_teacher_layers
 
 
 def test_pick_layers() -> None:
@@ -32,15 +35,33 @@ def test_layers_option_is_validated() -> None:
         DistillConfig(student="some/model", hidden_weight=1.0)
 
 
+TEXTS = ["good film", "the plot was dull and the actor was not really fine", "a superb story"]
+
+
+def _batch(folder: Path) -> dict[str, torch.Tensor]:
+    return dict(AutoTokenizer.from_pretrained(folder)(TEXTS, padding=True, return_tensors="pt"))
+
+
 def test_student_copies_the_chosen_teacher_layers(tiny_hf: Artifact) -> None:
+    """`keep_layers` copies teacher layers 1 and 3 (and everything around them) unchanged."""
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
     student = keep_layers(teacher, [1, 3])
     assert student.config.num_hidden_layers == 2
-    assert teacher.config.num_hidden_layers == 4
-    t_state, s_state = teacher.state_dict(), student.state_dict()
-    key = "bert.encoder.layer.{}.attention.self.query.weight"
-    assert torch.equal(s_state[key.format(0)], t_state[key.format(1)])
-    assert torch.equal(s_state[key.format(1)], t_state[key.format(3)])
+    assert teacher.config.num_hidden_layers == 4 and len(teacher.bert.encoder.layer) == 4
+    assert_student_is_teacher_layers(student, teacher, [1, 3], _batch(tiny_hf.path))
+
+
+def test_the_pass_starts_the_student_as_the_teachers_picked_layers(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With training stubbed out, `distill(layers=2)` saves teacher layers 0 and 2 unchanged."""
+    monkeypatch.setattr(distill_module, "train", lambda *args, **kwargs: {})
+    ctx = make_ctx("kd-init")
+    out = apply(tiny_hf, DistillConfig(layers=2), ctx)
+    assert ctx.metrics["student_layers"] == [0, 2]
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
+    student = AutoModelForSequenceClassification.from_pretrained(out.path)
+    assert_student_is_teacher_layers(student, teacher, [0, 2], _batch(tiny_hf.path))
 
 
 @pytest.mark.parametrize("hidden_weight", [0.0, 1.0])
@@ -55,4 +76,6 @@ def test_distilled_student_is_smaller_and_reloads(
     assert len(student.bert.encoder.layer) == 2
     assert ctx.metrics["student_layers"] == [0, 2]
     assert out.meta["parameters"] == sum(p.numel() for p in student.parameters())
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
+    assert out.meta["parameters"] < sum(p.numel() for p in teacher.parameters())
     assert ctx.metrics["epochs"][-1]["train_loss"] < ctx.metrics["epochs"][0]["train_loss"]

@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,6 +14,14 @@ from compress.passes.export_onnx import ExportOnnxConfig
 from compress.passes.export_onnx import apply as export
 from compress.passes.prune import PruneConfig, apply
 from compress.text.pruning import heads_to_prune, round_width, select_layers
+from tests.archs import assert_same_function, blocks, last_hidden, masked_reference, row_indices
+
+TEXTS = ["good film", "the plot was dull and the actor was not really fine", "a superb story"]
+
+
+def _batch(folder: Path) -> dict[str, torch.Tensor]:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
 
 
 def test_round_width() -> None:
@@ -38,7 +47,7 @@ def test_select_layers_by_regex() -> None:
 
 
 @pytest.mark.parametrize("importance", ["magnitude", "taylor"])
-def test_model_shrinks_reloads_and_exports(
+def test_model_shrinks_computes_the_masked_unpruned_model_and_exports(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext], importance: str
 ) -> None:
     ctx = make_ctx(f"prune-{importance}")
@@ -55,11 +64,20 @@ def test_model_shrinks_reloads_and_exports(
     assert ctx.metrics["flops_ratio"] > 1.5
     assert ctx.metrics["parameters"][1] == sum(p.numel() for p in model.parameters())
 
-    # the saved folder reproduces the in-memory pruned model and exports with parity
-    tok = AutoTokenizer.from_pretrained(out.path)
-    batch = tok(["good film", "the plot was dull"], padding=True, return_tensors="pt")
-    with torch.inference_mode():
-        assert torch.isfinite(model(**batch).logits).all()
+    # the saved folder computes the unpruned model with the removed heads and neurons masked
+    heads = {int(k): v for k, v in ctx.metrics["pruned_heads"].items()}
+    assert {int(k): sorted(v) for k, v in model.config.pruned_heads.items()} == heads
+    original = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
+    reference = masked_reference(original, range(4), heads, model)
+    if importance == "magnitude":  # the kept neurons are the 32 of largest weight norm
+        for full, small in zip(blocks(original), blocks(model), strict=True):
+            norms = full.intermediate.dense.weight.pow(2).sum(1)
+            norms += full.output.dense.weight.pow(2).sum(0)
+            kept = row_indices(full.intermediate.dense.weight, small.intermediate.dense.weight)
+            assert kept == sorted(norms.argsort(descending=True)[:32].tolist())
+    batch = _batch(out.path)
+    assert_same_function(model, reference, batch)
+    assert not torch.allclose(last_hidden(model, batch), last_hidden(original, batch), atol=1e-2)
     export_ctx = make_ctx(f"export-{importance}")
     exported = export(out, ExportOnnxConfig(), export_ctx)
     assert export_ctx.metrics["parity"]["model.onnx"] <= 1e-4
@@ -67,14 +85,33 @@ def test_model_shrinks_reloads_and_exports(
     assert onnx.load(str(exported.path / "model.onnx")).graph.node
 
 
-def test_layers_and_recovery(tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]) -> None:
+def test_cut_layers_and_neurons_are_the_masked_model_and_recovery_retrains_it(
+    tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
+) -> None:
+    """Without recovery the output is the unpruned model with layers 1 and 3 dropped and the
+    lost neurons zeroed by hand; with recovery the same cut is trained further."""
     ctx = make_ctx("layers")
-    cfg = PruneConfig(layers=2, ffn=0.25, recovery={"epochs": 1, "batch_size": 16})  # type: ignore[arg-type]
+    cfg = PruneConfig(layers=2, ffn=0.25, importance="magnitude")
     out = apply(tiny_hf, cfg, ctx)
-    model = AutoModelForSequenceClassification.from_pretrained(out.path)
+    model = AutoModelForSequenceClassification.from_pretrained(out.path).eval()
     assert model.config.num_hidden_layers == 2 and ctx.metrics["kept_layers"] == [0, 2]
     assert model.config.intermediate_size == 48
+    original = AutoModelForSequenceClassification.from_pretrained(tiny_hf.path)
+    reference = masked_reference(original, [0, 2], {}, model)
+    batch = _batch(out.path)
+    assert_same_function(model, reference, batch)
+
+    ctx = make_ctx("recovery")
+    cfg = PruneConfig(
+        layers=2,
+        ffn=0.25,
+        importance="magnitude",
+        recovery={"epochs": 1, "batch_size": 16},  # type: ignore[arg-type]
+    )
+    recovered = AutoModelForSequenceClassification.from_pretrained(apply(tiny_hf, cfg, ctx).path)
+    assert recovered.config.num_hidden_layers == 2 and recovered.config.intermediate_size == 48
     assert len(ctx.metrics["recovery"]["epochs"]) == 1
+    assert not torch.allclose(last_hidden(recovered, batch), last_hidden(model, batch), atol=1e-3)
 
 
 def test_ignore_everything_is_an_error(
@@ -91,7 +128,7 @@ def test_layer_regexes_are_validated() -> None:
         PruneConfig(ignore=["[a-"])
 
 
-def test_layers_cut_after_heads_keep_the_heads_record_on_the_new_layer_numbers(
+def test_layers_cut_after_heads_keep_the_heads_record_and_the_function(
     tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]
 ) -> None:
     heads = apply(tiny_hf, PruneConfig(heads=0.5, importance="magnitude"), make_ctx("heads"))
@@ -103,3 +140,8 @@ def test_layers_cut_after_heads_keep_the_heads_record_on_the_new_layer_numbers(
     assert {int(k): sorted(v) for k, v in model.config.pruned_heads.items()} == expected
     kept = [model.bert.encoder.layer[i].attention.self.num_attention_heads for i in range(2)]
     assert kept == [2 - len(before.get(old, [])) for old in (1, 3)]
+    # and it computes the head-pruned model with layers 0 and 2 dropped from its list by hand
+    reference = AutoModelForSequenceClassification.from_pretrained(heads.path).eval()
+    layers = reference.bert.encoder.layer
+    reference.bert.encoder.layer = torch.nn.ModuleList([layers[1], layers[3]])
+    assert_same_function(model, reference, _batch(out.path))

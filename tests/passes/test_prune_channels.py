@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compress.artifacts import Artifact
+from compress.artifacts import Artifact, Variant
 from compress.data import Dataset
 from compress.passes.base import PassContext
 from compress.tasks import get_task
@@ -51,3 +51,33 @@ def test_ignored_layers_keep_their_width(
     PASS.apply(cnn_artifact, cfg, ctx)
     pruned = ctx.metrics["pruned_layers"]
     assert pruned and "net.stem.0" not in pruned  # left alone, while the others narrowed
+    model, _ = ctx.task.load(str(ctx.work_dir), mnist_slice.label_names)
+    assert model.net.stem[0].out_channels == 32 and model.net.block1.body[0].out_channels < 64
+
+
+def test_pruned_cnn_computes_the_unpruned_one_with_the_lost_channels_zeroed(
+    tmp_path: Path, mnist_slice: Dataset
+) -> None:
+    """The reloaded pruned residual CNN (random batch-norm statistics, no recovery) gives the
+    logits of the unpruned one with each lost channel zeroed after its batch norm."""
+    from compress.passes.prune_channels import PASS, PruneChannelsConfig
+    from compress.vision.folder import offline_model, save
+    from tests.vision_archs import masked_channel_reference, randomize_norms
+
+    torch.manual_seed(0)
+    model, processor = offline_model("mnist-cnn", mnist_slice.label_names)
+    randomize_norms(model.net)
+    save(model, processor, tmp_path / "cnn")
+    source = Artifact("hf", tmp_path / "cnn", "cnn", [Variant("fp32", "torch", "fp32", "portable")])
+    ctx = _ctx(tmp_path, mnist_slice, "exact")
+    out = PASS.apply(source, PruneChannelsConfig(ratio=0.5, importance="magnitude"), ctx)
+    assert set(ctx.metrics["pruned_layers"]) >= {"net.stem.0", "net.block1.body.0"}
+    pruned, _ = ctx.task.load(str(out.path), mnist_slice.label_names)
+    original, _ = ctx.task.load(str(source.path), mnist_slice.label_names)
+    pixels = torch.from_numpy(processor([mnist_slice.test.inputs[i] for i in range(8)]))
+    reference = masked_channel_reference(original, pruned)
+    with torch.inference_mode():
+        expected = reference(pixels)
+        assert not torch.allclose(original(pixels), expected, atol=1e-3)
+        assert not torch.allclose(expected[0], expected[1], atol=1e-3)  # images matter
+        torch.testing.assert_close(pruned.eval()(pixels), expected, atol=1e-5, rtol=0)

@@ -10,6 +10,18 @@ from compress.errors import DataError
 from compress.passes.base import PassContext
 from compress.passes.prune_vocab import PruneVocabConfig, apply
 from compress.text.vocab import vocabulary
+from tests.conftest import SPECIAL
+
+
+def _assert_same_logits(before: Path, after: Path, texts: list[str]) -> None:
+    """The models in `before` and `after` give the same logits (1e-5) on `texts`."""
+    logits = []
+    for folder in (before, after):
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        with torch.inference_mode():
+            logits.append(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits)
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=0)
 
 
 def test_vocabulary_shrinks_and_kept_text_is_unchanged(
@@ -59,6 +71,8 @@ def test_unseen_words_become_unk(
 
 
 def test_reserve_and_min_count(tiny_hf: Artifact, make_ctx: Callable[[str], PassContext]) -> None:
+    """min_count above every count keeps only the first `reserve` ids (and the specials), and
+    text of those words is unchanged."""
     ctx = make_ctx("rs")
     out = apply(tiny_hf, PruneVocabConfig(reserve=10, min_count=1000), ctx)
     kept = vocabulary(out.path)
@@ -67,6 +81,8 @@ def test_reserve_and_min_count(tiny_hf: Artifact, make_ctx: Callable[[str], Pass
     assert set(kept) == {by_id[i] for i in range(10)} | set(
         AutoTokenizer.from_pretrained(tiny_hf.path).all_special_tokens
     )
+    kept_words = [by_id[i] for i in range(10) if by_id[i] not in SPECIAL]  # good, great, ...
+    _assert_same_logits(tiny_hf.path, out.path, [" ".join(kept_words), kept_words[0]])
 
 
 def test_corpus_file(
@@ -77,5 +93,6 @@ def test_corpus_file(
     out = apply(tiny_hf, PruneVocabConfig(corpus=str(corpus)), make_ctx("file"))
     assert {"good", "movie", "bad", "film"} <= set(vocabulary(out.path))
     assert "awful" not in vocabulary(out.path)
+    _assert_same_logits(tiny_hf.path, out.path, ["good movie", "bad film", "film good"])
     with pytest.raises(DataError, match="not found"):
         apply(tiny_hf, PruneVocabConfig(corpus=str(tmp_path / "none.txt")), make_ctx("none"))

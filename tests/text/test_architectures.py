@@ -15,6 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from compress.artifacts import Artifact, Variant
 from compress.data import Dataset
+from compress.passes import distill as distill_module
 from compress.passes.base import PassContext
 from compress.passes.distill import DistillConfig
 from compress.passes.distill import apply as distill
@@ -27,7 +28,14 @@ from compress.passes.prune_vocab import apply as prune_vocab
 from compress.passes.quantize import QuantizeConfig
 from compress.text.adapters import ADAPTERS
 from compress.text.vocab import tokenizer_kind, vocabulary
-from tests.archs import ARCHITECTURES, EXTRA_WORDS, build
+from tests.archs import (
+    ARCHITECTURES,
+    EXTRA_WORDS,
+    assert_same_function,
+    assert_student_is_teacher_layers,
+    build,
+    masked_reference,
+)
 from tests.int8_checks import assert_exports_to_int8_and_engine
 
 KINDS = {
@@ -68,9 +76,11 @@ def test_every_architecture_has_a_tokenizer_kind_prune_vocab_reads(arch_model: A
     assert config.model_type in ADAPTERS
 
 
-def test_prune_shrinks_and_the_folder_reloads_with_the_same_outputs(
+def test_prune_shrinks_and_computes_the_unpruned_model_with_the_cut_parts_masked(
     arch_model: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
+    """The reloaded output is the unpruned model with layer 3 dropped, the recorded heads'
+    output columns and the lost FFN neurons zeroed by hand (tests/archs.py)."""
     ctx = _ctx(tmp_path, tiny_dataset, "prune")
     heads = 0.25 if ADAPTERS[arch_model.key].prunes_heads else 0.0
     cfg = PruneConfig(heads=heads, ffn=0.5, layers=3, importance_batches=2)
@@ -81,32 +91,59 @@ def test_prune_shrinks_and_the_folder_reloads_with_the_same_outputs(
     assert ctx.metrics["kept_layers"] == [0, 1, 2]
     assert ctx.metrics["ffn_width"] == [64, 32]
     assert ctx.metrics["flops_ratio"] > 1.3
+    plan = {int(k): v for k, v in ctx.metrics.get("pruned_heads", {}).items()}
     if heads:
-        assert sum(len(h) for h in ctx.metrics["pruned_heads"].values()) == 3  # of 12
+        assert sum(len(h) for h in plan.values()) == 3  # of 12
     reloaded = AutoModelForSequenceClassification.from_pretrained(out.path)
     assert reloaded.config.num_hidden_layers == 3
     assert sum(p.numel() for p in reloaded.parameters()) == after
-    # a second save/load round trip gives the same logits: the config describes the shapes
+    original = AutoModelForSequenceClassification.from_pretrained(arch_model.path)
+    reference = masked_reference(original, [0, 1, 2], plan, reloaded)
     texts = tiny_dataset.validation.texts[:4]
-    again = tmp_path / "again"
-    reloaded.save_pretrained(again)
-    AutoTokenizer.from_pretrained(out.path).save_pretrained(again)
-    torch.testing.assert_close(_logits(out.path, texts), _logits(again, texts))
+    batch = AutoTokenizer.from_pretrained(out.path)(texts, padding=True, return_tensors="pt")
+    assert_same_function(reloaded, reference, batch)
 
 
-def test_distill_by_layers_and_lora_fine_tune(
+# the query and value projections, which LoRA adapts by default (written out, not imported)
+LORA_MODULES = {"distilbert": ("q_lin", "v_lin"), "deberta-v2": ("query_proj", "value_proj")}
+
+
+def test_lora_fine_tune_changes_only_query_value_and_head_then_distill_by_layers(
     arch_model: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
+    """The merged LoRA folder differs from its input only in the encoder's query/value
+    projections and the head (and in some of them); distilling it keeps layers 1 and 3."""
     ctx = _ctx(tmp_path, tiny_dataset, "lora")
     tuned = fine_tune(
         arch_model, FineTuneConfig(method="lora", lora_r=2, epochs=1, min_steps=0), ctx
     )
-    assert AutoModelForSequenceClassification.from_pretrained(tuned.path).config.num_labels == 2
+    model = AutoModelForSequenceClassification.from_pretrained(tuned.path)
+    original = AutoModelForSequenceClassification.from_pretrained(arch_model.path)
+    assert model.config.num_labels == 2 and not (tuned.path / "adapter_config.json").exists()
+    before, prefix = original.state_dict(), model.base_model_prefix + "."
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    adapted = LORA_MODULES.get(arch_model.key, ("query", "value"))
+    in_encoder = [k for k in changed if k.startswith(prefix)]
+    assert in_encoder and all(k.split(".")[-2] in adapted for k in in_encoder)
     ctx = _ctx(tmp_path, tiny_dataset, "distill")
     student = distill(tuned, DistillConfig(layers=[1, 3], epochs=1, hidden_weight=1.0), ctx)
     assert ctx.metrics["student_layers"] == [1, 3]
     model = AutoModelForSequenceClassification.from_pretrained(student.path)
     assert model.config.num_hidden_layers == 2
+
+
+def test_distill_starts_the_student_as_the_teachers_kept_layers(
+    arch_model: Artifact, tiny_dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With training stubbed out, the saved student is teacher layers 1 and 3, unchanged."""
+    monkeypatch.setattr(distill_module, "train", lambda *args, **kwargs: {})
+    ctx = _ctx(tmp_path, tiny_dataset, "distill-init")
+    out = distill(arch_model, DistillConfig(layers=[1, 3]), ctx)
+    student = AutoModelForSequenceClassification.from_pretrained(out.path)
+    teacher = AutoModelForSequenceClassification.from_pretrained(arch_model.path)
+    texts = tiny_dataset.validation.texts[:4]
+    batch = AutoTokenizer.from_pretrained(out.path)(texts, padding=True, return_tensors="pt")
+    assert_student_is_teacher_layers(student, teacher, [1, 3], batch)
 
 
 def test_prune_vocab_keeps_the_outputs_of_kept_text(
