@@ -193,7 +193,11 @@ def train(
 
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # total_steps already counts steps of every process together: the schedule steps once per
+    # step (accelerate would step it once per process, decaying the lr that many times faster)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False
+    )
     task = ctx.task
     train_split = ctx.data.train
     encoded = task.encode(processor, train_split.inputs, ctx.max_length)
