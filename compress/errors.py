@@ -71,12 +71,15 @@ class OutputError(UserError):
 
     @staticmethod
     def caused(exc: BaseException, folder: Path) -> bool:
-        """Whether `exc` is a failed write below `folder` (full, read-only, not permitted)."""
+        """Whether `exc` is a failed write below `folder` (full, read-only, not permitted,
+        or a file or folder in the way)."""
         if not isinstance(exc, OSError):
             return False
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             return True
-        if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
+        # not permitted, or something else (a file, a folder) in the way of what it writes
+        blocked = (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR)
+        if exc.errno in blocked and exc.filename:
             target = Path(os.fsdecode(exc.filename)).absolute()
             return target.is_relative_to(folder.absolute())
         return False

@@ -10,6 +10,7 @@ model, so the whole file runs in seconds.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -487,18 +488,24 @@ def test_out_is_a_file(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> Non
     )
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions"
-)
-def test_read_only_out_folder(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    out = ws.root / "ro"
+def test_out_folder_the_run_cannot_write_in(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The out folder exists but the first file the run writes there (its lock file) cannot
+    be created: one error line naming the folder, and no step written.
+
+    A folder stands where the lock file goes, so opening it fails even for root (a
+    read-only folder would not stop root, and CI runs as root).
+    """
+    out = ws.root / "blocked"
     out.mkdir()
-    out.chmod(0o555)
-    try:
-        expect_error(capsys, ["run", ws.recipe(), "--out", out, "--no-report"], f"{out}", "cannot")
-        assert_no_false_step(out)
-    finally:
-        out.chmod(0o755)
+    (out / ".compress.lock").mkdir()
+    line = expect_error(
+        capsys, ["run", ws.recipe(), "--out", out, "--no-report"], f"{out}: cannot write"
+    )
+    assert str(out / ".compress.lock") in line  # and what it could not write
+    assert_no_false_step(out)
+    assert sorted(p.name for p in out.iterdir()) == [".compress.lock"]
 
 
 def _enospc(path: Path) -> OSError:
@@ -559,9 +566,25 @@ def test_report_of_unfinished_run(ws: Workspace, capsys: pytest.CaptureFixture[s
     expect_error(capsys, ["report", out], "recipe.resolved.yaml:2: invalid YAML")
 
 
+def _not_onnx(size: int) -> bytes:
+    """`size` bytes no protobuf reader accepts: 0xff opens a tag of wire type 7, which
+    does not exist, and its varint never ends."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    garbage = b"\xff" * size
+    with pytest.raises(DecodeError):
+        onnx.load_model_from_string(garbage)
+    return garbage
+
+
 def test_report_with_a_model_onnx_that_is_not_onnx(
     ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`report` refuses a step whose model.onnx was replaced by unparseable bytes, whether the
+    size changed or not; a run rebuilds the step, and the file is a valid ONNX model again."""
+    import onnx
+
     recipe = ws.recipe()
     recipe.write_text(
         recipe.read_text().replace("passes: []", "passes:\n  - export_onnx: {optimize: false}")
@@ -569,16 +592,35 @@ def test_report_with_a_model_onnx_that_is_not_onnx(
     )
     out = ws.root / "run"
     assert main(["run", str(recipe), "--out", str(out), "--no-report", "--quiet"]) == 0
-    onnx_file = out / "01-export_onnx" / "model.onnx"
-    onnx_file.write_bytes(b"\x08\x07 not a protobuf at all")
     step = out / "01-export_onnx"
-    expect_error(capsys, ["report", out, "--quiet"], f"{step}: model.onnx changed size")
+    onnx_file = step / "model.onnx"
+    recorded = read_manifest(step)
+    assert recorded is not None
+    size = recorded["files"]["model.onnx"]["bytes"]
+    assert onnx_file.stat().st_size == size
+    # the same number of bytes: only the content check can tell
+    onnx_file.write_bytes(_not_onnx(size))
+    expect_error(
+        capsys, ["report", out, "--quiet"], f"{step}: model.onnx changed (sha256 differs) since"
+    )
+    # fewer bytes: the size check tells first
+    onnx_file.write_bytes(_not_onnx(64))
+    expect_error(
+        capsys, ["report", out, "--quiet"], f"{step}: model.onnx changed size ({size} -> 64 bytes)"
+    )
     assert not (out / "report.json").exists()
     # a run of the same recipe notices it too, and builds the step again
     assert main(["run", str(recipe), "--out", str(out), "--no-report", "--quiet"]) == 0
     assert "01-export_onnx: model.onnx changed size" in capsys.readouterr().out
-    assert onnx_file.read_bytes().startswith(b"\x08")  # a real ONNX protobuf again
+    onnx.checker.check_model(onnx.load(onnx_file))  # a real ONNX model again
+    rebuilt = read_manifest(step)
+    assert rebuilt is not None
+    assert (
+        rebuilt["files"]["model.onnx"]["sha256"]
+        == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    )
     assert main(["report", str(out), "--quiet"]) == 0
+    assert (out / "report.json").is_file()
 
 
 def test_bench_compare_inputs(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
