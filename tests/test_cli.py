@@ -45,10 +45,19 @@ def test_usage_error_exit_2() -> None:
 
 
 def test_passes_lists_every_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    """`compress passes` prints one entry per registered pass, each with its options."""
+    from compress.recipe import describe_config
+    from compress.recipe.registry import get_pass, pass_names
+
     assert main(["passes"]) == 0
     out = capsys.readouterr().out
-    for name in ("fine_tune", "distill", "export_onnx", "quantize"):
-        assert f"{name}  (" in out
+    names = pass_names()
+    assert {"fine_tune", "distill", "export_onnx", "quantize"} <= set(names)
+    headers = [line.split("  (")[0] for line in out.splitlines() if "  (" in line[:40]]
+    assert headers == names  # every registered pass, once, in order
+    for name in names:
+        for option, _, _ in describe_config(get_pass(name).config):
+            assert f"    {option} " in out, (name, option)
     assert "calibration_samples" in out
 
 

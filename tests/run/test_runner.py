@@ -112,13 +112,19 @@ def test_a_half_written_step_is_not_trusted(recipe_file: Path, tmp_path: Path) -
 
 
 def test_same_seed_same_results(recipe_file: Path, tmp_path: Path) -> None:
+    """Two runs with one seed train the same bytes; another seed does not (the check can fail)."""
     recipe = load_recipe(recipe_file, ["passes=[{fine_tune: {epochs: 0.5}}]"])
     first = run_recipe(recipe, tmp_path / "a", progress=False, report=False)
     second = run_recipe(recipe, tmp_path / "b", progress=False, report=False)
     assert first[1].manifest["metrics"]["epochs"] == second[1].manifest["metrics"]["epochs"]
-    assert (tmp_path / "a" / "01-fine_tune" / "model.safetensors").read_bytes() == (
-        tmp_path / "b" / "01-fine_tune" / "model.safetensors"
-    ).read_bytes()
+    weights = "01-fine_tune/model.safetensors"
+    assert (tmp_path / "a" / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
+    other = load_recipe(recipe_file, ["passes=[{fine_tune: {epochs: 0.5}}]", "seed=1"])
+    run_recipe(other, tmp_path / "c", progress=False, report=False)
+    assert (tmp_path / "c" / weights).read_bytes() != (tmp_path / "a" / weights).read_bytes()
+    assert (tmp_path / "a" / weights).read_bytes() != (
+        tmp_path / "a" / "00-input" / "model.safetensors"
+    ).read_bytes()  # and training changed the weights at all
 
 
 def test_one_run_per_folder_and_a_reproduction_record(recipe_file: Path, tmp_path: Path) -> None:

@@ -62,7 +62,11 @@ def test_suite_passes_against_its_own_baseline_then_catches_a_regression(
     assert 'failures="0"' not in junit.read_text()
 
 
-def test_suite_errors_name_file_line_and_key(suite_dir: Path) -> None:
+def test_suite_errors_name_file_line_and_key(
+    suite_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Suite errors name the suite file, line and key; a run's bad `set` override is refused
+    up front, naming the recipe key, before anything runs."""
     bad = suite_dir / "bad.yaml"
     bad.write_text("runs:\n  - recipe: tiny.yaml\n    baseline: missing.json\n")
     where = r"bad\.yaml:3 runs\[0\]\.baseline: "
@@ -71,8 +75,16 @@ def test_suite_errors_name_file_line_and_key(suite_dir: Path) -> None:
     bad.write_text("runs:\n  - recipe: tiny.yaml\n    budget: 1\n")
     with pytest.raises(RecipeError, match=r"bad\.yaml:3 runs\[0\]\.budget: unknown key"):
         load_suite(bad)
-    bad.write_text("runs:\n  - recipe: tiny.yaml\n    set: [passes[0].fine_tune.epochz=2]\n")
-    assert main(["bench", "run", str(bad)]) == 2  # the recipe override is checked up front
+    # quoted: unquoted, `[passes[0]...]` is a YAML error and would prove nothing about `set`
+    bad.write_text("runs:\n  - recipe: tiny.yaml\n    set: ['passes[0].fine_tune.epochz=2']\n")
+    capsys.readouterr()
+    out = suite_dir / "runs"
+    assert main(["bench", "run", str(bad), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {suite_dir / 'tiny.yaml'}:5 passes[0].fine_tune.epochz: unknown option of "
+        "'fine_tune' (did you mean 'epochs'?)"
+    )
+    assert not out.exists()  # the recipe override is checked up front
     bad.write_text("budgets: {max_size_growth: 0.5}\nruns: [{recipe: tiny.yaml}]\n")
     with pytest.raises(RecipeError, match="max_size_growth"):
         load_suite(bad)
