@@ -142,9 +142,11 @@ def _assert_convnext_is_refused(folder: Path, tmp_path: Path) -> None:
 def test_export_and_tensorrt_form_int8(
     hf_image: Artifact, mnist_slice: Dataset, tmp_path: Path
 ) -> None:
+    images = list(mnist_slice.test.inputs[:6])
+    reference = ({"pixel_values": _pixels(images).numpy()}, _logits(hf_image.path, images).numpy())
     cfg = QuantizeConfig(targets=["cpu", "tensorrt"], cpu_mode="static", calibration_samples=16)
     assert_exports_to_int8_and_engine(
-        hf_image, lambda name: _ctx(tmp_path, mnist_slice, name), cfg, tmp_path
+        hf_image, lambda name: _ctx(tmp_path, mnist_slice, name), cfg, tmp_path, reference
     )
 
 
