@@ -66,6 +66,11 @@ class ModelLoadError(UserError):
     """A model could not be found or loaded."""
 
 
+_NOT_PERMITTED = (errno.EACCES, errno.EPERM)
+# a file where a folder goes, a folder where a file goes, a leftover where a folder is made
+_IN_THE_WAY = (errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
 class OutputError(UserError):
     """The run folder cannot be written: no space left, read-only, or no permission."""
 
@@ -77,9 +82,7 @@ class OutputError(UserError):
             return False
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             return True
-        # not permitted, or something else (a file, a folder) in the way of what it writes
-        blocked = (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR)
-        if exc.errno in blocked and exc.filename:
+        if (exc.errno in _NOT_PERMITTED or exc.errno in _IN_THE_WAY) and exc.filename:
             target = Path(os.fsdecode(exc.filename)).absolute()
             return target.is_relative_to(folder.absolute())
         return False
@@ -90,7 +93,13 @@ class OutputError(UserError):
         detail = exc.strerror or str(exc)
         if exc.filename:
             detail += f": {exc.filename}"
-        return cls(f"{where}: cannot write ({detail}); free some space or choose another --out")
+        if exc.errno in _IN_THE_WAY:
+            fix = "move what is in the way or choose another --out"
+        elif exc.errno in _NOT_PERMITTED or exc.errno == errno.EROFS:
+            fix = "choose a folder you can write to as --out"
+        else:
+            fix = "free some space or choose another --out"
+        return cls(f"{where}: cannot write ({detail}); {fix}")
 
 
 class MissingDependencyError(UserError):

@@ -508,6 +508,23 @@ def test_out_folder_the_run_cannot_write_in(
     assert sorted(p.name for p in out.iterdir()) == [".compress.lock"]
 
 
+def test_a_file_where_a_step_folder_is_made(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file at the name of a step's partial folder (left by another tool, or a user): one
+    error line naming it and saying what to do, no traceback, and the file left alone."""
+    out = ws.root / "in-the-way"
+    out.mkdir()
+    stray = out / ".00-input.partial"
+    stray.write_text("not ours")
+    line = expect_error(
+        capsys, ["run", ws.recipe(), "--out", out, "--no-report"], "00-input: cannot write"
+    )
+    assert str(stray) in line and "move what is in the way" in line
+    assert stray.read_text() == "not ours"
+    assert not [p for p in out.iterdir() if re.match(r"\d\d-", p.name)]  # no step written
+
+
 def _enospc(path: Path) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
