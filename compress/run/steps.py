@@ -197,6 +197,8 @@ def run_step(
     }
     if step.info.data_parallel and dist.world_size() > 1:
         inputs["processes"] = dist.world_size()  # the effective batch grows with them
+        # steps trained before the schedule stepped once per global step are not reused
+        inputs["lr_schedule"] = "per-global-step"
     key = hash_json(inputs)
     folder = run.path / step.folder
     # rank 0 checks the files (the others follow its verdict through all_ok below)
