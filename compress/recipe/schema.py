@@ -13,7 +13,7 @@ from compress.benchmark.settings import BenchmarkSettings
 from compress.data.spec import DataSpec
 from compress.options import StrictOptions
 from compress.passes.base import PassConfig, PassInfo
-from compress.tasks import TASK_NAMES
+from compress.tasks import TASK_NAMES, Task
 
 
 class ModelSpec(StrictOptions):
@@ -105,6 +105,7 @@ class Recipe:
     steps: list[PassStep]
     file: Path
     resolved: dict[str, Any]
+    task: Task  # `doc.task` resolved once, when the recipe is loaded
 
     @property
     def name(self) -> str:

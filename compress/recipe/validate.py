@@ -83,7 +83,7 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
         if not Path(resolved[section]["source"]).is_absolute() and local.exists():
             resolved[section]["source"] = str(local.resolve())
     resolved["passes"] = [_resolved_step(s, steps) for s in steps]
-    return Recipe(doc=doc, steps=steps, file=file, resolved=copy.deepcopy(resolved))
+    return Recipe(doc=doc, steps=steps, file=file, resolved=copy.deepcopy(resolved), task=task)
 
 
 def _with_sources(

@@ -17,13 +17,12 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     from compress.recipe import load_recipe
     from compress.run.labels import label_with_model
     from compress.run.reports import make_run_report
-    from compress.tasks import get_task
 
     run = RunFolder(run_dir).require()
     recipe = load_recipe(run.resolved_recipe)
     folders = [INPUT_STEP, *(s.folder for s in recipe.steps)]
     results = [run.require_step(folder) for folder in folders]
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     data = load_dataset(recipe.doc.data, Path.cwd(), task.name)
     if not data.labelled:
         data = label_with_model(data, results[0], task, recipe.doc.data.max_length)

@@ -34,9 +34,8 @@ def make_generation_report(
     )
     from compress.benchmark.report import method_info, write_report
     from compress.run.report_step import measurement_key, select_stages, skipped_steps
-    from compress.tasks import get_task
 
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
     bench_key = measurement_key(recipe, data)

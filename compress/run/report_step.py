@@ -116,9 +116,8 @@ def make_report(
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
     from compress.benchmark.sanity import majority_baseline
     from compress.benchmark.stage import benchmark_variant
-    from compress.tasks import get_task
 
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
     bench_key = measurement_key(recipe, data)

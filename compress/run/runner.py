@@ -25,7 +25,6 @@ from compress.run.labels import label_with_model
 from compress.run.lock import run_folder_lock
 from compress.run.steps import input_step, run_step
 from compress.system import package_versions
-from compress.tasks import get_task
 
 
 def default_out_dir(recipe: Recipe) -> Path:
@@ -91,7 +90,7 @@ def _run_locked(
 
     from compress.data.loaders import load_dataset
 
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     with dist.main_first("preparing the data and the input model"):
         data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)  # may fill a cache
         if main:

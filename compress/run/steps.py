@@ -33,7 +33,6 @@ from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
 from compress.run import distributed as dist
 from compress.system import package_versions
-from compress.tasks import get_task
 
 
 def _manifest(
@@ -111,7 +110,7 @@ def seed_everything(seed: int) -> None:
 
 def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
     """`00-input`: the input model as a classifier for the recipe's labels."""
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     spec = recipe.doc.model
     location = task.resolve(spec.source, recipe.file.parent)
     source_key = (
@@ -255,7 +254,7 @@ def _execute(
             seed=recipe.doc.seed,
             key=key,
             progress=progress,
-            task=get_task(recipe.doc.task),
+            task=recipe.task,
             run_dir=run.path,
         )
         produced = step.info.apply(parent.artifact, step.config, ctx)

@@ -126,7 +126,6 @@ def run_search(
     from compress.search.space import load_space
     from compress.search.study import Limits, open_study, requeue_interrupted, search_loop
     from compress.search.trial import Setup, Stage, absolute_sources, run_config, trial_data
-    from compress.tasks import get_task
 
     recipe = load_recipe(recipe_file)
     raw, lines = load_yaml_file(recipe_file, "recipe")
@@ -139,7 +138,7 @@ def run_search(
                 f"{space_file}: {knob.key} is after the scored pass "
                 f"({recipe.steps[scored].folder}); pick a later --stage or drop the key"
             )
-    task = get_task(recipe.doc.task)
+    task = recipe.task
     data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)
     if not data.labelled or len(data.validation) == 0:
         raise UserError(f"{data.source}: a search scores trials on labelled validation data")
