@@ -178,7 +178,7 @@ def make_report(
         }
         stages.append(stage)
     for stage, latency in zip(
-        stages, _latency(selected, data, settings, bench_key, out, task.name), strict=True
+        stages, _latency(selected, data, settings, bench_key, out, task), strict=True
     ):
         stage["latency"] = latency
     method = method_info(settings, max_length)
@@ -202,11 +202,10 @@ def _latency(
     settings: BenchmarkSettings,
     bench_key: str,
     out: Path,
-    task_name: str,
+    task: Task,
 ) -> list[dict[str, Any]]:
     """Latency of the selected stages, measured together (cached for this exact set)."""
     from compress.benchmark.stage import interleaved_latency
-    from compress.tasks import get_task
 
     labels = [f"{step.folder.name}:{name}" for step, name in selected]
     key = hash_json([bench_key, [(step.artifact.key, name) for step, name in selected]])
@@ -220,7 +219,7 @@ def _latency(
         label: (step.artifact, step.artifact.variant(name))
         for label, (step, name) in zip(labels, selected, strict=True)
     }
-    measured = interleaved_latency(stages, data.test.inputs, settings, get_task(task_name))
+    measured = interleaved_latency(stages, data.test.inputs, settings, task)
     write_json_atomic(cache, measured)
     return [measured[label] for label in labels]
 
