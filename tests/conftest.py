@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,6 +77,22 @@ def build_tiny_classifier(folder: Path, layers: int = 4) -> Path:
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
+
+
+def widen_weights(model: Any, std: float = 0.2, seed: int = 0) -> None:
+    """Redraw every weight matrix of `model` from N(0, std), seeded, in place.
+
+    With BERT's init (std 0.02) a tiny classifier gives every text nearly the same logits
+    (rows ~2e-4 apart), so a 1e-4 parity check could not tell a correct export from a
+    constant one; drawn at 0.2, rows differ by more than 0.1.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
 @pytest.fixture(scope="session")

@@ -13,24 +13,16 @@ from compress.passes.base import PassContext
 from compress.passes.export_onnx import ExportOnnxConfig, apply
 from compress.quant.parity import check_parity, feeds_for, session
 from compress.text.tokens import parity_batches
-from tests.conftest import build_tiny_classifier
+from tests.conftest import build_tiny_classifier, widen_weights
 
 
 @pytest.fixture(scope="module")
 def source_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT classifier with weights drawn wider (seeded) than BERT's init (std 0.02).
-
-    With BERT's init every text gets nearly the same logits (rows differ by ~2e-4), so a
-    1e-4 tolerance could not tell a correct export from a constant one; here rows differ
-    by more than 0.1 and 1e-4 is tight.
-    """
+    """The tiny BERT classifier with weights drawn wider than BERT's init (`widen_weights`):
+    rows of logits differ by more than 0.1, so a 1e-4 tolerance is tight."""
     folder = build_tiny_classifier(tmp_path_factory.mktemp("export-source") / "model")
     model = AutoModelForSequenceClassification.from_pretrained(folder)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    widen_weights(model)
     model.save_pretrained(folder)
     return folder
 

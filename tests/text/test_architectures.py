@@ -36,6 +36,7 @@ from tests.archs import (
     build,
     masked_reference,
 )
+from tests.conftest import widen_weights
 from tests.int8_checks import assert_exports_to_int8_and_engine
 
 KINDS = {
@@ -172,20 +173,17 @@ def test_prune_vocab_keeps_the_outputs_of_kept_text(
 def test_export_and_tensorrt_form_int8(
     arch_model: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
-    """On a copy of the model with weights drawn wider (BERT's 0.02 init gives every text
-    nearly the same logits, which would let a broken export pass its parity check)."""
+    """On a copy of the model with weights drawn wider (`widen_weights`: BERT's 0.02 init
+    gives every text nearly the same logits, which would let a broken export pass)."""
     model = AutoModelForSequenceClassification.from_pretrained(arch_model.path)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, 0.2)
+    widen_weights(model)
     folder = tmp_path / "wide"
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(arch_model.path).save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(arch_model.path)
+    tokenizer.save_pretrained(folder)
     wide = Artifact("hf", folder, arch_model.key, arch_model.variants)
     texts = tiny_dataset.test.texts[:6]
-    feed = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="np")
+    feed = tokenizer(texts, padding=True, return_tensors="np")
     reference = ({k: v.astype("int64") for k, v in feed.items()}, _logits(folder, texts))
     cfg = QuantizeConfig(targets=["cpu", "tensorrt"], calibration_samples=16)
     assert_exports_to_int8_and_engine(
