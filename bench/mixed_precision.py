@@ -34,8 +34,8 @@ def main() -> int:
     from compress.artifacts import finished_step
     from compress.data.loaders import load_dataset
     from compress.passes.base import PassContext
-    from compress.passes.common import onnx_validation_accuracy
     from compress.passes.quantize import QuantizeConfig, apply
+    from compress.passkit.io import onnx_validation_accuracy
     from compress.recipe import load_recipe
     from compress.system import cpu_features, cpu_model
     from compress.tasks import get_task

@@ -86,3 +86,56 @@ def test_resolved_recipes_validate_to_the_same_steps(tmp_path: Path) -> None:
             (s.name, s.config) for s in recipe.steps
         ], path.name
         assert again.resolved == recipe.resolved, path.name
+
+
+def _task_name_literals(root: Path) -> list[str]:
+    """`file:line 'name'` of every string constant equal to a task name in `root`'s modules,
+    outside compress/tasks/ (docstrings and descriptions that merely mention one are longer
+    strings, not the name itself)."""
+    import ast
+
+    from compress.tasks import TASK_NAMES
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if (root / "tasks") in path.parents:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in TASK_NAMES:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.value!r}")
+    return found
+
+
+def test_no_module_outside_tasks_names_a_task() -> None:
+    """Passes, the report, data and deploy code ask the task (its table, objective, measurer,
+    reader); they never compare, switch on or write a task's name themselves."""
+    import compress
+
+    found = _task_name_literals(Path(compress.__file__).parent)
+    assert not found, "task names outside compress/tasks/:\n" + "\n".join(found)
+
+
+def test_task_name_check_finds_a_comparison(tmp_path: Path) -> None:
+    """The check above is not vacuous: a pass that branches on a task's name is found, in a
+    comparison, a `match` case and a membership test alike."""
+    package = tmp_path / "compress"
+    (package / "passes").mkdir(parents=True)
+    (package / "tasks").mkdir()
+    (package / "passes" / "bad.py").write_text(
+        "def apply(ctx):\n"
+        "    if ctx.task.name == 'text-generation':\n"
+        "        return 1\n"
+        "    match ctx.task.name:\n"
+        "        case 'image-classification':\n"
+        "            return 2\n"
+        "    return ctx.task.name in ('text-embedding',)\n"
+    )
+    (package / "tasks" / "fine.py").write_text("NAME = 'text-generation'\n")
+    found = _task_name_literals(package)
+    assert [f.split(" ")[1] for f in found] == [
+        "'text-generation'",
+        "'image-classification'",
+        "'text-embedding'",
+    ]
+    assert all(f.startswith("compress/passes/bad.py:") for f in found)

@@ -8,7 +8,7 @@ from typing import Any
 from compress.errors import UserError
 
 
-def examples(source: str, task: str) -> Any:
+def examples(source: str, reader: Any) -> Any:
     """Offline datasets: their usual test split; files and folders: every example as test."""
     from dataclasses import replace
 
@@ -19,8 +19,8 @@ def examples(source: str, task: str) -> Any:
     from compress.data.spec import OFFLINE_DATASETS, DataSpec
 
     if source in OFFLINE_DATASETS:
-        return load_dataset(DataSpec(source=source), task=task)
-    data = load_dataset(DataSpec(source=source, test_size=1, validation_size=1), task=task)
+        return load_dataset(DataSpec(source=source), reader=reader)
+    data = load_dataset(DataSpec(source=source, test_size=1, validation_size=1), reader=reader)
     parts = (data.train, data.validation, data.test)
     inputs = parts[0].inputs + parts[1].inputs + parts[2].inputs  # type: ignore[operator]
     labels = np.concatenate([p.labels for p in parts])

@@ -53,7 +53,7 @@ def build_generation_report(stages: list[dict[str, Any]], method: dict[str, Any]
         stage["vs_original"] = vs
     return {
         "report_version": REPORT_VERSION,
-        "kind": "text-generation",
+        "kind": method.get("task"),  # the recipe's task, as the report's kind
         "stages": stages,
         "method": method,
     }

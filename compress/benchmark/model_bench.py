@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import ModelLoadError, UserError
+from compress.tasks import classifier_task
 
 SCHEMA_VERSION = 1
 TORCH_RUNTIMES: dict[str, dict[str, Any]] = {
@@ -74,12 +75,11 @@ def detect(model: Path) -> tuple[str, str, Path]:
         folder = model.parent
         image = (folder / PROCESSOR_FILE).is_file() and not (folder / "tokenizer.json").exists()
         kind = "onnx" if model.suffix == ".onnx" else "tensorrt"
-        return kind, "image-classification" if image else "text-classification", folder
+        return kind, classifier_task(images=image), folder
     if model.is_dir() and (model / "config.json").is_file():
         from compress.vision.folder import is_image_folder
 
-        task = "image-classification" if is_image_folder(model) else "text-classification"
-        return "torch", task, model
+        return "torch", classifier_task(images=is_image_folder(model)), model
     raise ModelLoadError(
         f"{model}: not an ONNX file, a TensorRT engine (.engine/.plan/.trt) "
         "or a model folder with config.json"
@@ -107,7 +107,7 @@ def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
             raise UserError(f"runtime '{name}' cannot run a {kind} model (use: {', '.join(table)})")
     processor = task.load_processor(folder)
     source = spec.data or task.sample_data
-    data = examples(source, task.name)
+    data = examples(source, task.data_reader)
     scored = spec.accuracy and (spec.data is not None or spec.eval_samples is not None)
     labels_note = "not scored: latency only"
     if scored:

@@ -125,6 +125,9 @@ def _row(report: dict[str, Any], stage: dict[str, Any], first: bool) -> dict[str
         "agree": "—" if first else _num(vs.get("agreement"), ".2f", 100, "%"),
         "flops": _num(vs.get("flops_ratio"), ".2f", suffix="×"),
         "per_flops": _num(vs.get("speedup_per_flops", {}).get(large), ".2f"),
+        "cos": _num(stage.get("cosine_mean"), ".4f"),
+        "cos5": _num(stage.get("cosine_p5"), ".4f"),
+        "recall": _num(stage.get("neighbour_recall_at_10"), ".3f"),
     }
 
 
@@ -145,7 +148,7 @@ def _headers(report: dict[str, Any]) -> dict[str, str]:
         "variant": "Variant",
         "runtime": "Runtime",
         "target": "Target",
-        "acc": "Accuracy",
+        "acc": str(report.get("method", {}).get("accuracy_name", "Accuracy")),
         "dacc": "Δacc (pt)",
         "f1": "Macro-F1",
         "p50": f"{small} p50 ms",
@@ -160,7 +163,24 @@ def _headers(report: dict[str, Any]) -> dict[str, str]:
         "agree": "Agreement",
         "flops": "×fewer FLOPs",
         "per_flops": f"×faster/×fewer FLOPs ({large})",
+        "cos": "Cosine to original",
+        "cos5": "Cosine p5",
+        "recall": "Recall@10",
     }
+
+
+EMBEDDING_COLUMNS = ("cos", "cos5", "recall")
+
+
+def _embedding_columns(report: dict[str, Any], columns: list[str]) -> None:
+    """Sentence embedders' fidelity columns, where the stages have them, after accuracy."""
+    for column in EMBEDDING_COLUMNS:
+        columns.remove(column)
+    if any("cosine_mean" in s for s in report["stages"]):
+        at = columns.index("dacc") + 1
+        columns[at:at] = list(EMBEDDING_COLUMNS)
+        if not any(isinstance(s.get("macro_f1"), int | float) for s in report["stages"]):
+            columns.remove("f1")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -174,6 +194,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not any("flops_ratio" in s.get("vs_original", {}) for s in report["stages"]):
         columns.remove("flops")
         columns.remove("per_flops")
+    _embedding_columns(report, columns)
     lines = [
         "# Benchmark",
         "",
@@ -255,7 +276,7 @@ def _method_text(report: dict[str, Any]) -> str:
     samples = stages[0].get("n_eval") or m.get("eval_samples") or "all"
     seq = m.get("sequence_length", "?")
     shape = m.get("example_shape") or f"{seq} tokens"
-    if m.get("task") == "image-classification":
+    if m.get("input_kind") == "images":
         built = f"[batch, {shape}], built from real test images resized to it"
     else:
         built = f"[batch, {seq}] tokens, built from real test texts padded or truncated to {seq}"
@@ -316,6 +337,8 @@ def render_terminal(report: dict[str, Any]) -> str:
         "size": "MB",
         "smaller": "×smaller",
     }
+    if any("cosine_mean" in s for s in report["stages"]):  # a sentence embedder's fidelity
+        columns = {**columns, "cos": "cosine", "recall": "recall@10"}
     rows = [columns] + [_row(report, s, i == 0) for i, s in enumerate(report["stages"])]
     widths = {c: max(len(r[c]) for r in rows) for c in columns}
     left = ("stage", "variant", "target")

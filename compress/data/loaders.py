@@ -7,7 +7,7 @@ Text: `rotten-tomatoes`, CSV/TSV/JSONL/JSON/Parquet files, hub ids. Images:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,14 +25,18 @@ from compress.data.tables import (
 )
 from compress.errors import DataError
 
+Reader = Literal["texts", "images", "corpus"]
 
-def load_dataset(
-    spec: DataSpec, base_dir: Path | None = None, task: str = "text-classification"
-) -> Dataset:
-    """Read the data named by `spec` and split it (fixed seed) into train/validation/test."""
-    if task == "image-classification":
+
+def load_dataset(spec: DataSpec, base_dir: Path | None = None, reader: Reader = "texts") -> Dataset:
+    """Read the data named by `spec` and split it (fixed seed) into train/validation/test.
+
+    `reader` is the task's (`Task.data_reader`): labelled texts, images, or a corpus
+    of texts whose labels are optional.
+    """
+    if reader == "images":
         return _load_images(spec, base_dir)
-    if task == "text-generation":
+    if reader == "corpus":
         from compress.data.corpus import load_corpus
 
         return load_corpus(spec, base_dir)

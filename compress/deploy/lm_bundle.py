@@ -78,7 +78,7 @@ def make_lm_bundle(
         manifest: dict[str, Any] = {
             "bundle_format": 1,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "task": "text-generation",
+            "task": str(run.recipe()["task"]),
             "target": target,
             "model": {
                 "file": source.name,

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from compress.artifacts import Artifact, ArtifactKind, ModelInfo
-from compress.data import Dataset
-from compress.options import RegexList, StrictOptions
-from compress.tasks import TASK_NAMES, Task, get_task
+from compress.options import RegexList
+from compress.passkit.context import PassConfig, PassContext
+from compress.tasks import Task
+from compress.tasks.base import load_reference
 
 __all__ = ["PassConfig", "PassContext", "PassInfo", "RegexList", "Requirement", "Variants"]
-
-
-class PassConfig(StrictOptions):
-    """Base of every pass config: frozen, and unknown keys are errors."""
-
-
-@dataclass
-class PassContext:
-    """What a pass may use besides its input artifact and config.
-
-    `work_dir` is the pass's own (empty) output folder. Metrics put in
-    `metrics` land in the step's manifest and in the report. `task` reads the
-    data and loads, saves and feeds the models.
-    """
-
-    work_dir: Path
-    data: Dataset
-    max_length: int
-    seed: int
-    key: str
-    progress: bool = True
-    metrics: dict[str, Any] = field(default_factory=dict)
-    task: Task = field(default_factory=lambda: get_task("text-classification"))
-    run_dir: Path | None = None  # the run folder, for passes that package the whole run
-
-    def log(self, message: str) -> None:
-        print(f"  {message}", flush=True)
 
 
 Requirement = tuple[str | tuple[str, ...], str]
@@ -53,6 +26,9 @@ Variants = tuple[tuple[str, str], ...]
 class PassInfo:
     """A pass as the registry knows it.
 
+    Which tasks a pass serves, and which of its options each task refuses, is
+    the tasks' declared table (`Task.support`), not the pass's.
+
     `consumes`/`produces` are artifact kinds; the recipe validator uses them to
     reject impossible orders before any model loads (`consumes` may name
     several). `requires` lists the optional backends the pass always needs;
@@ -60,9 +36,7 @@ class PassInfo:
     TensorRT flavour a recipe asks for). `outputs(config, task)` declares the
     (precision, target) of the files the pass writes, and `check_input(config,
     handed)` returns a problem with what the previous pass declared (None:
-    fine), both checked at validation. `tasks` are the tasks it serves;
-    `check(config, task)` rejects, before any model loads, options that the
-    recipe's task cannot use (raise ValueError). An `after_report` pass
+    fine), both checked at validation. An `after_report` pass
     (`bundle`) runs after the report is written, so it can read the run's
     measured figures. A `data_parallel` pass trains: under `torchrun` every
     process runs it on its share of the batches; any other pass runs on the
@@ -83,10 +57,8 @@ class PassInfo:
     produces: ArtifactKind
     requires: tuple[Requirement, ...] = ()
     requires_for: Callable[[Any], tuple[Requirement, ...]] | None = None
-    outputs: Callable[[Any, str], Variants] | None = None
+    outputs: Callable[[Any, Task], Variants] | None = None
     check_input: Callable[[Any, Variants], str | None] | None = None
-    tasks: tuple[str, ...] = TASK_NAMES
-    check: Callable[[Any, str], None] | None = None
     check_model: Callable[[Any, ModelInfo], None] | None = None
     new_model: Callable[[Any], str | None] | None = None
     after_report: bool = False
@@ -98,8 +70,13 @@ class PassInfo:
         """The artifact kinds this pass takes as input."""
         return self.consumes if isinstance(self.consumes, tuple) else (self.consumes,)
 
-    def handed_over(self, config: Any, task: str) -> Variants:
-        """What this pass, with `config`, hands the next one: a portable FP32 model by default."""
+    def handed_over(self, config: Any, task: Task) -> Variants:
+        """What this pass, with `config`, hands the next one: a portable FP32 model by default
+        (a task with its own implementation of the pass may declare other files)."""
+        own = task.support.get(self.name)
+        if own is not None and own.outputs is not None:
+            declared: Variants = load_reference(own.outputs)(config)
+            return declared
         if self.outputs is not None:
             return self.outputs(config, task)
         return (("fp32", "portable"),) if self.produces == "hf" else ()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -23,6 +23,7 @@ from compress.deploy.bundle import Bundle, BundleSpec, make_bundle
 from compress.deploy.devices import DEVICE_NAMES, get_device
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo
+from compress.passkit.io import bundle_artifact, bundle_name
 from compress.trt.options import EngineShapes
 
 
@@ -67,29 +68,15 @@ def package(
 
 
 def apply(artifact: Artifact, cfg: BundleConfig, ctx: PassContext) -> Artifact:
-    if ctx.run_dir is None:
-        raise UserError("bundle packages a run folder: use it in a recipe or `compress bundle`")
-    name = f"{ctx.run_dir.name}-{cfg.target}"
-    expected: dict[str, Any]
-    if ctx.task.name == "text-generation":
-        from compress.deploy.lm_bundle import make_lm_bundle
-
-        made = make_lm_bundle(RunFolder(ctx.run_dir).require(), ctx.work_dir / name, cfg.target)
-        expected = {"expected": made.manifest["expected"]}
-    else:
-        made = package(ctx.run_dir, cfg, ctx.work_dir / name, log=ctx.log)
-        expected = {"expected_accuracy": made.manifest["expected"].get("accuracy")}
-    ctx.metrics["bundle"] = {
-        "folder": name,
-        "tarball": made.tarball.name,
-        "tarball_bytes": made.tarball.stat().st_size,
-        "model": made.manifest["model"]["file"],
-        "source": made.manifest["model"]["source"],
-        "target": cfg.target,
-        **expected,
-    }
-    meta: dict[str, Any] = {"bundle": ctx.metrics["bundle"]}
-    return Artifact("bundle", ctx.work_dir, ctx.key, [], meta)
+    own = ctx.own_implementation("bundle")
+    if own is not None:  # a task whose bundle has its own script (generate.py, embed.py)
+        result: Artifact = own(artifact, cfg, ctx)
+        return result
+    name = bundle_name(cfg, ctx)
+    assert ctx.run_dir is not None  # bundle_name refuses a bundle outside a run
+    made = package(ctx.run_dir, cfg, ctx.work_dir / name, log=ctx.log)
+    expected = {"expected_accuracy": made.manifest["expected"].get("accuracy")}
+    return bundle_artifact(made, name, cfg, ctx, expected)
 
 
 PASS = PassInfo(

@@ -9,24 +9,15 @@ cached unless hidden states are matched (those need the teacher every step).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compress.artifacts import Artifact, ModelInfo
-from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
-from compress.passes.common import load_input, save_output
-from compress.passes.training import (
-    LossFn,
-    TrainConfig,
-    default_device,
-    distillation_loss_fn,
-    kd_term,
-    split_logits,
-    train,
-)
+from compress.passkit.io import load_input, save_output
+from compress.passkit.training import LossFn, TrainConfig, default_device, kd_term, train
 from compress.text.layers import keep_layers, pick_layers
 
 if TYPE_CHECKING:
@@ -104,11 +95,11 @@ def _hidden_state_loss(teacher: PreTrainedModel, keep: list[int], cfg: DistillCo
 
 
 def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
-    import torch
-
+    own = ctx.own_implementation("distill")
+    if own is not None:  # e.g. decoder LMs: logits over the vocabulary, validated by perplexity
+        result: Artifact = own(artifact, cfg, ctx)
+        return result
     teacher, processor = load_input(artifact, ctx)
-    if ctx.task.name == "text-generation":
-        return _distill_lm(teacher, processor, cfg, ctx)
     teacher.eval().to(default_device())
     teacher_processor = processor
     if cfg.student is not None:
@@ -116,64 +107,24 @@ def apply(artifact: Artifact, cfg: DistillConfig, ctx: PassContext) -> Artifact:
         student, processor = ctx.task.load(location, ctx.data.label_names)
         keep = None
     else:
-        image = ctx.task.input_kind == "images"  # a ViT inside its image wrapper
-        encoder = teacher.net if image else teacher
+        encoder = ctx.task.inner(teacher)  # the transformer inside a wrapper (ViT, embedder)
         depth = encoder.config.num_hidden_layers
         keep = pick_layers(depth, cfg.layers, "distill.layers")
-        student = keep_layers(encoder, keep)
-        if image:
-            from compress.vision.hf_models import HFImageClassifier
-
-            student = HFImageClassifier(student)
+        student = ctx.task.with_inner(teacher, keep_layers(encoder, keep))
         ctx.log(f"student keeps teacher layers {keep} of {depth}")
 
+    objective = ctx.objective
+    validate = objective.validator(teacher, teacher_processor, ctx)
     if cfg.hidden_weight == 0:
-        logits = split_logits(teacher, teacher_processor, ctx.data.train, ctx, "teacher")
-        loss_fn = distillation_loss_fn(torch.as_tensor(logits), cfg.temperature, cfg.alpha)
+        targets = objective.targets(teacher, teacher_processor, ctx.data.train, ctx, "teacher")
+        loss_fn = objective.distillation_loss(targets, cfg.temperature, cfg.alpha)
     else:
         assert keep is not None  # the config forbids hidden_weight with a given student
         loss_fn = _hidden_state_loss(teacher, keep, cfg)
-    ctx.metrics.update(train(student, processor, cfg, ctx, loss_fn, "distill"))
+    ctx.metrics.update(train(student, processor, cfg, ctx, loss_fn, "distill", validate=validate))
     ctx.metrics["student_layers"] = keep
     ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())
     return save_output(student, processor, ctx)
-
-
-def _distill_lm(teacher: Any, tokenizer: Any, cfg: DistillConfig, ctx: PassContext) -> Artifact:
-    """Logit distillation of a causal LM into a layer subset of it, or into `student`."""
-    import copy
-
-    from compress.llm.losses import lm_distillation_loss
-    from compress.llm.pruning import drop_layers
-    from compress.passes.lm_common import train_lm
-
-    keep = None
-    if cfg.student is not None:
-        student, tokenizer = ctx.task.load(ctx.task.resolve(cfg.student), None)
-    else:
-        depth = teacher.config.num_hidden_layers
-        keep = pick_layers(depth, cfg.layers, "distill.layers")
-        student = copy.deepcopy(teacher)
-        drop_layers(student, keep)
-        ctx.log(f"student keeps teacher layers {keep} of {depth}")
-    if student.config.vocab_size != teacher.config.vocab_size:
-        raise UserError(
-            f"distill: the student's vocabulary ({student.config.vocab_size}) differs from the "
-            f"teacher's ({teacher.config.vocab_size}); logit distillation needs the same one"
-        )
-    teacher.eval()
-    loss = lm_distillation_loss(teacher, cfg.temperature, cfg.alpha)
-    ctx.metrics.update(train_lm(student, tokenizer, cfg, ctx, loss, "distill", cfg.examples))
-    ctx.metrics["student_layers"] = keep
-    ctx.metrics["student_parameters"] = sum(p.numel() for p in student.parameters())
-    return save_output(student, tokenizer, ctx)
-
-
-def _check(cfg: DistillConfig, task: str) -> None:
-    if task != "text-classification" and cfg.hidden_weight > 0:
-        raise ValueError("hidden_weight matches hidden states of text encoders only")
-    if task != "text-generation" and cfg.changed(("examples",)):
-        raise ValueError("examples is a text-generation option; remove it")
 
 
 def _check_model(cfg: DistillConfig, info: ModelInfo) -> None:
@@ -194,7 +145,6 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
-    check=_check,
     check_model=_check_model,
     new_model=lambda cfg: cfg.student,
     data_parallel=True,

@@ -13,8 +13,8 @@ from pydantic import Field
 from compress.artifacts import Artifact
 from compress.errors import UserError
 from compress.passes.base import PassContext, PassInfo
-from compress.passes.common import load_input, save_output
-from compress.passes.training import TrainConfig, cross_entropy, train
+from compress.passkit.io import load_input, save_output
+from compress.passkit.training import TrainConfig, train
 
 
 class FineTuneConfig(TrainConfig):
@@ -43,9 +43,12 @@ class FineTuneConfig(TrainConfig):
 
 
 def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
+    own = ctx.own_implementation("fine_tune")
+    if own is not None:  # e.g. decoder LMs: next-token loss, validated by perplexity
+        result: Artifact = own(artifact, cfg, ctx)
+        return result
     model, processor = load_input(artifact, ctx)
-    if ctx.task.name == "text-generation":
-        return _fine_tune_lm(model, processor, cfg, ctx)
+    loss = ctx.objective.supervised_loss()
     if cfg.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -71,44 +74,14 @@ def apply(artifact: Artifact, cfg: FineTuneConfig, ctx: PassContext) -> Artifact
             raise UserError(f"fine_tune LoRA on {model.config.model_type}: {exc}") from None
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         ctx.log(f"LoRA: {trainable:,} trainable parameters")
-        metrics = train(peft_model, processor, cfg, ctx, cross_entropy, "fine_tune", cfg.min_steps)
+        metrics = train(peft_model, processor, cfg, ctx, loss, "fine_tune", cfg.min_steps)
         model = peft_model.merge_and_unload()
     else:
-        metrics = train(model, processor, cfg, ctx, cross_entropy, "fine_tune", cfg.min_steps)
+        metrics = train(model, processor, cfg, ctx, loss, "fine_tune", cfg.min_steps)
     ctx.metrics.update(metrics)
-    ctx.metrics["learned"] = _learned(metrics, ctx, cfg)
+    if "best_val_accuracy" in metrics:  # a classifier: did it beat the commonest label?
+        ctx.metrics["learned"] = _learned(metrics, ctx, cfg)
     return save_output(model, processor, ctx)
-
-
-def _fine_tune_lm(model: Any, tokenizer: Any, cfg: FineTuneConfig, ctx: PassContext) -> Artifact:
-    """Next-token loss on the corpus (fully or with LoRA on every linear layer, merged)."""
-    from compress.llm.losses import causal_lm_loss
-    from compress.passes.lm_common import train_lm
-
-    trained = model
-    if cfg.method == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        lora = LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_targets or "all-linear",
-        )
-        try:
-            trained = get_peft_model(model, lora)
-        except ValueError as exc:
-            raise UserError(f"fine_tune LoRA on {model.config.model_type}: {exc}") from None
-        trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-        ctx.log(f"LoRA: {trainable:,} trainable parameters")
-    metrics = train_lm(
-        trained, tokenizer, cfg, ctx, causal_lm_loss, "fine_tune", cfg.examples, cfg.min_steps
-    )
-    if cfg.method == "lora":
-        model = trained.merge_and_unload()
-    ctx.metrics.update(metrics)
-    return save_output(model, tokenizer, ctx)
 
 
 def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> dict[str, Any]:
@@ -130,13 +103,6 @@ def _learned(metrics: dict[str, Any], ctx: PassContext, cfg: FineTuneConfig) -> 
     return {"learned": learned, "majority_class_val_accuracy": majority}
 
 
-def _check(cfg: FineTuneConfig, task: str) -> None:
-    if cfg.method == "lora" and task == "image-classification":
-        raise ValueError("method: lora is for transformer models; use method: full")
-    if cfg.examples != "text" and task != "text-generation":
-        raise ValueError("examples is a text-generation option; remove it")
-
-
 PASS = PassInfo(
     name="fine_tune",
     summary="Fine-tune on the recipe's data (full or LoRA, merged); keeps the best epoch.",
@@ -144,7 +110,6 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
-    check=_check,
     data_parallel=True,
     compresses=False,  # it adapts the model to the task: its output is the report's original
 )

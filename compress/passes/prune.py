@@ -16,8 +16,8 @@ from pydantic import Field
 from compress.artifacts import Artifact, ModelInfo
 from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-from compress.passes.common import labelled_batches, load_input, save_output
-from compress.passes.training import RecoveryConfig
+from compress.passkit.io import load_input, save_output
+from compress.passkit.training import RecoveryConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -69,8 +69,11 @@ def _prune_in_place(
     if cfg.heads == 0 and cfg.ffn == 0:
         return report
     if cfg.importance == "taylor":
-        batches = labelled_batches(processor, ctx, cfg.importance_batches)
-        head_scores, neuron_scores = taylor_scores(encoder, batches, forward)
+        objective = ctx.objective
+        batches = objective.importance_batches(forward, processor, ctx, cfg.importance_batches)
+        head_scores, neuron_scores = taylor_scores(
+            encoder, batches, forward, objective.importance_loss
+        )
     else:
         head_scores, neuron_scores = magnitude_scores(encoder)
     if cfg.heads > 0:
@@ -89,120 +92,52 @@ def _prune_in_place(
     return report
 
 
-def _prune_lm(model: Any, tokenizer: Any, cfg: PruneConfig, ctx: PassContext) -> Artifact:
-    """Depth (least-influential layers) and width (FFN neurons, KV groups) of a decoder LM."""
-    import copy
-
-    from compress.llm import pruning
-    from compress.llm.models import lm_meta
-    from compress.passes.lm_common import text_batches
-    from compress.text.pruning import round_width
-
-    teacher = copy.deepcopy(model) if cfg.recovery is not None else None
-    before = lm_meta(model)
-    batches = text_batches(tokenizer, ctx, cfg.importance_batches)
-    result: dict[str, Any] = {}
-    if cfg.layers is not None:
-        depth = model.config.num_hidden_layers
-        if isinstance(cfg.layers, int):
-            if not 1 <= cfg.layers <= depth:
-                raise UserError(f"prune.layers: {cfg.layers} layers asked, the model has {depth}")
-            influence = pruning.layer_influence(model, batches)
-            keep = sorted(sorted(range(depth), key=lambda i: -influence[i])[: cfg.layers])
-            result["layer_influence"] = [round(v, 5) for v in influence]
-        else:
-            keep = sorted(cfg.layers)
-            if keep[-1] >= depth:
-                raise UserError(f"prune.layers: layer {keep[-1]} asked, the model has {depth}")
-        pruning.drop_layers(model, keep)
-        result["kept_layers"] = keep
-        ctx.log(f"keeping {len(keep)} of {depth} layers: {keep}")
-    if cfg.heads > 0 or cfg.ffn > 0:
-        ffn_scores, group_scores = pruning.width_scores(model, batches)
-        if cfg.ffn > 0:
-            total = model.config.intermediate_size
-            width = round_width(total * (1 - cfg.ffn), cfg.round_to, total)
-            pruning.prune_ffn(model, ffn_scores, width)
-            result["ffn_width"] = [total, width]
-        if cfg.heads > 0:
-            groups = model.config.num_key_value_heads
-            kept = max(1, groups - round(cfg.heads * groups))
-            if kept == groups:
-                raise UserError(
-                    f"prune.heads: {cfg.heads:g} of {groups} key/value groups rounds to none; "
-                    f"heads are removed in whole groups (at least {1 / groups:.3g})"
-                )
-            pruning.prune_kv_groups(model, group_scores, kept)
-            result["kv_groups"] = [groups, kept]
-    after = lm_meta(model)
-    ctx.metrics.update(result)
-    ctx.metrics["parameters"] = [before["parameters"], after["parameters"]]
-    ctx.log(f"parameters {before['parameters'] / 1e6:.1f}M -> {after['parameters'] / 1e6:.1f}M")
-    if cfg.recovery is not None and teacher is not None:
-        from compress.llm.losses import lm_distillation_loss
-        from compress.passes.lm_common import train_lm
-
-        loss = lm_distillation_loss(teacher, cfg.recovery.temperature, cfg.recovery.alpha)
-        examples = cfg.recovery.examples or "text"
-        ctx.metrics["recovery"] = train_lm(
-            model, tokenizer, cfg.recovery, ctx, loss, "recover", examples
-        )
-    return save_output(model, tokenizer, ctx)
-
-
 def apply(artifact: Artifact, cfg: PruneConfig, ctx: PassContext) -> Artifact:
-    import torch
-
-    from compress.passes.training import default_device, recover, split_logits
+    from compress.passkit.training import default_device, train
     from compress.text.layers import keep_layers, pick_layers
 
+    own = ctx.own_implementation("prune")
+    if own is not None:  # e.g. decoder LMs: layers, FFN neurons and KV groups by activations
+        done: Artifact = own(artifact, cfg, ctx)
+        return done
     model, processor = load_input(artifact, ctx)
-    if ctx.task.name == "text-generation":
-        return _prune_lm(model, processor, cfg, ctx)
     model.eval().to(default_device())
-    image = ctx.task.input_kind == "images"
-    encoder: PreTrainedModel = model.net if image else model  # a ViT inside its image wrapper
+    objective = ctx.objective
+    encoder: PreTrainedModel = ctx.task.inner(model)  # the transformer inside a wrapper
     before_params = sum(p.numel() for p in model.parameters())
-    before_macs = _macs(model, processor, ctx)
-    teacher_logits = None
-    if cfg.recovery is not None:
-        logits = split_logits(model, processor, ctx.data.train, ctx, "unpruned")
-        teacher_logits = torch.as_tensor(logits)
+    before_macs, what = ctx.task.macs(model, processor, ctx.max_length)
+    recovery = None
+    if cfg.recovery is not None:  # the unpruned model's outputs, before it changes
+        targets = objective.targets(model, processor, ctx.data.train, ctx, "unpruned")
+        validate = objective.validator(model, processor, ctx)
+        recovery = (targets, validate)
     result: dict[str, Any] = {}
-    if cfg.layers is not None:  # a copy with the kept layers; an image wrapper takes the copy
+    if cfg.layers is not None:  # a copy with the kept layers
         keep = pick_layers(encoder.config.num_hidden_layers, cfg.layers, "prune.layers")
         encoder = keep_layers(encoder, keep)
         result["kept_layers"] = keep
-    if image:
-        model.net = encoder
-    pruned: Any = model if image else encoder
+    pruned: Any = ctx.task.with_inner(model, encoder)
     result.update(_prune_in_place(encoder, pruned, processor, cfg, ctx))
     after_params = sum(p.numel() for p in pruned.parameters())
-    after_macs = _macs(pruned, processor, ctx)
-    what = "MACs per image" if image else "encoder matmul MACs/token"
+    after_macs, _ = ctx.task.macs(pruned, processor, ctx.max_length)
     ctx.metrics.update(result)
     ctx.metrics.update(
         parameters=[before_params, after_params],
         flops_ratio=before_macs / after_macs,
-        **{"macs_per_example" if image else "matmul_macs_per_token": [before_macs, after_macs]},
+        **{ctx.task.macs_key: [before_macs, after_macs]},
     )
     ctx.log(
         f"parameters {before_params / 1e6:.2f}M -> {after_params / 1e6:.2f}M; "
         f"{what} {before_macs / 1e6:.1f}M -> {after_macs / 1e6:.1f}M "
         f"({before_macs / after_macs:.2f}x fewer)"
     )
-    recover(pruned, processor, cfg.recovery, teacher_logits, ctx)
+    if cfg.recovery is not None and recovery is not None:
+        targets, validate = recovery
+        loss = objective.distillation_loss(targets, cfg.recovery.temperature, cfg.recovery.alpha)
+        ctx.metrics["recovery"] = train(
+            pruned, processor, cfg.recovery, ctx, loss, "recover", validate=validate
+        )
     return save_output(pruned, processor, ctx)
-
-
-def _macs(model: Any, processor: Any, ctx: PassContext) -> int:
-    if ctx.task.input_kind == "images":
-        from compress.vision.pruning import count_macs
-
-        return count_macs(model, processor)
-    from compress.text.pruning import linear_flops_per_token
-
-    return linear_flops_per_token(model, ctx.max_length)
 
 
 def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
@@ -219,18 +154,6 @@ def _check_model(cfg: PruneConfig, info: ModelInfo) -> None:
         raise ValueError(f"heads: {adapter.family} {HEADS_UNSUPPORTED}")
 
 
-def _check(cfg: PruneConfig, task: str) -> None:
-    if task != "text-generation":
-        if cfg.recovery is not None and cfg.recovery.examples is not None:
-            raise ValueError("recovery.examples is a text-generation option; remove it")
-        return
-    for name in cfg.changed(("importance", "targets", "ignore", "min_heads")):
-        raise ValueError(
-            f"{name}: text-generation prunes by activations on the training texts, in "
-            "whole key/value groups in every layer; remove it"
-        )
-
-
 PASS = PassInfo(
     name="prune",
     summary="Remove heads, FFN neurons and layers of transformers (text encoders, ViT); "
@@ -239,7 +162,6 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
-    check=_check,
     check_model=_check_model,
     data_parallel=True,
 )

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from compress.artifacts import Artifact, ModelInfo
 from compress.passes.base import PassConfig, PassContext, PassInfo, RegexList
-from compress.passes.common import labelled_batches, load_input, save_output
-from compress.passes.training import RecoveryConfig
+from compress.passkit.io import labelled_batches, load_input, save_output
+from compress.passkit.training import RecoveryConfig
 
 
 class PruneChannelsConfig(PassConfig):
@@ -41,7 +41,7 @@ class PruneChannelsConfig(PassConfig):
 def apply(artifact: Artifact, cfg: PruneChannelsConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    from compress.passes.training import default_device, recover, split_logits
+    from compress.passkit.training import default_device, recover, split_logits
     from compress.vision.pruning import count_macs, prune_channels
 
     model, processor = load_input(artifact, ctx)
@@ -103,7 +103,6 @@ PASS = PassInfo(
     consumes="hf",
     produces="hf",
     requires=(("torch_pruning", "pip install torch-pruning==1.6.1"),),
-    tasks=("image-classification",),
     check_model=_check_model,
     data_parallel=True,
 )

@@ -23,7 +23,8 @@ from pydantic import Field
 from compress.artifacts import Artifact, ModelInfo
 from compress.errors import DataError, PassFailed
 from compress.passes.base import PassConfig, PassContext, PassInfo
-from compress.passes.common import load_input, save_output
+from compress.passkit.io import load_input, save_output
+from compress.tasks.base import logits_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -95,7 +96,9 @@ def _check_kept_outputs(
     if not torch.equal(remapped, new_batch["input_ids"]):
         raise PassFailed("the pruned tokenizer splits kept words differently from the original")
     with torch.inference_mode():
-        return float((old_model(**old_batch).logits - model(**new_batch).logits).abs().max())
+        return float(
+            (logits_of(old_model(**old_batch)) - logits_of(model(**new_batch))).abs().max()
+        )
 
 
 def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifact:
@@ -121,7 +124,7 @@ def apply(artifact: Artifact, cfg: PruneVocabConfig, ctx: PassContext) -> Artifa
     remap = rewrite_tokenizer(ctx.work_dir, keep_sorted)
     new_tokenizer = AutoTokenizer.from_pretrained(ctx.work_dir)
     pad = tokenizer.pad_token_id
-    shrink_embeddings(model, keep_sorted, remap[pad] if pad is not None else None)
+    shrink_embeddings(ctx.task.inner(model), keep_sorted, remap[pad] if pad is not None else None)
 
     # Same tokens -> same outputs: compare on texts made only of kept tokens.
     candidates = ctx.data.validation.texts[:256] + texts[:256]
@@ -175,6 +178,5 @@ PASS = PassInfo(
     apply=apply,
     consumes="hf",
     produces="hf",
-    tasks=("text-classification",),
     check_model=_check_model,
 )

@@ -30,18 +30,10 @@ from pydantic import Field
 from compress.artifacts import Artifact, Variant, copy_preprocessing
 from compress.errors import PassFailed
 from compress.passes.base import PassContext, PassInfo, RegexList, Variants
-from compress.passes.calibration import CalibrationConfig, calibration_feeds
-from compress.passes.training import (
-    LossFn,
-    TrainConfig,
-    cross_entropy,
-    default_device,
-    distillation_loss_fn,
-    split_accuracy,
-    split_logits,
-    train,
-)
+from compress.passkit.calibration import CalibrationConfig, calibration_feeds
+from compress.passkit.training import TrainConfig, default_device, train
 from compress.quant.nncf_backend import INSTALL_HINT
+from compress.tasks import Task
 
 OUTPUT = "model_int8_qdq.onnx"
 
@@ -73,15 +65,15 @@ class QatConfig(TrainConfig, CalibrationConfig):
     )
 
 
-def _dynamic_axes(example: dict[str, Any], text: bool) -> dict[str, dict[int, str]]:
+def _dynamic_axes(example: dict[str, Any], text: bool, output: str) -> dict[str, dict[int, str]]:
     axes: dict[int, str] = {0: "batch_size", 1: "sequence_length"} if text else {0: "batch_size"}
-    return {**{name: dict(axes) for name in example}, "logits": {0: "batch_size"}}
+    return {**{name: dict(axes) for name in example}, output: {0: "batch_size"}}
 
 
 def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     import torch
 
-    from compress.passes.common import load_input, onnx_validation_accuracy
+    from compress.passkit.io import load_input
     from compress.quant.nncf_backend import export_qat, force_signed, prepare_qat
     from compress.quant.parity import check_parity, kernel_deviation
     from compress.quant.qdq_check import check_qdq
@@ -91,13 +83,16 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     model.eval().to(default_device())
     text = ctx.task.input_kind == "texts"
     val = ctx.data.validation
-    ctx.metrics["fp32_validation_accuracy"] = split_accuracy(
-        model, processor, val, ctx.task, ctx.max_length
-    )
-    loss_fn: LossFn = cross_entropy
+    objective = ctx.objective
+    metric = objective.metric
+    validate = objective.validator(model, processor, ctx)  # against the FP32 input model
+    ctx.metrics[f"fp32_validation_{metric}"] = validate(model)[0]
+    reference = objective.targets(model, processor, val, ctx, "fp32 validation")
     if cfg.distill:
-        teacher = split_logits(model, processor, ctx.data.train, ctx, "teacher")
-        loss_fn = distillation_loss_fn(torch.as_tensor(teacher), cfg.temperature, cfg.alpha)
+        teacher = objective.targets(model, processor, ctx.data.train, ctx, "teacher")
+        loss_fn = objective.distillation_loss(teacher, cfg.temperature, cfg.alpha)
+    else:
+        loss_fn = objective.supervised_loss()
 
     feeds = calibration_feeds(ctx, processor, cfg.calibration_samples)
     batches = [{k: torch.from_numpy(v) for k, v in feed.items()} for feed in feeds]
@@ -107,15 +102,17 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     if switched:
         ctx.log(f"{switched} unsigned activation quantizers (after ReLU) made int8 for TensorRT")
     ctx.metrics["signed_quantizers_forced"] = switched
-    ptq = split_accuracy(model, processor, val, ctx.task, ctx.max_length)
-    ctx.metrics["calibrated_validation_accuracy"] = ptq
-    ctx.log(f"fake-quant model before training: validation accuracy {ptq:.4f}")
-    ctx.metrics.update(train(model, processor, cfg, ctx, loss_fn, "qat"))
+    ptq = validate(model)[0]
+    ctx.metrics[f"calibrated_validation_{metric}"] = ptq
+    ctx.log(f"fake-quant model before training: validation {metric} {ptq:.4f}")
+    ctx.metrics.update(train(model, processor, cfg, ctx, loss_fn, "qat", validate=validate))
     model.cpu().eval()
 
     out = ctx.work_dir / OUTPUT
     example = batches[0]
-    stripped, folded = export_qat(model, example, out, _dynamic_axes(example, text), cfg.opset)
+    output = ctx.task.export_outputs[0]
+    axes = _dynamic_axes(example, text, output)
+    stripped, folded = export_qat(model, example, out, axes, cfg.opset, output)
     ctx.metrics["export"] = folded
     checks = ctx.task.parity_batches(processor, val.inputs, ctx.max_length)
     diff = check_parity("QAT INT8 export", stripped, out, checks, cfg.atol, exact=True)
@@ -136,14 +133,14 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
         "per_channel_weights": form.per_channel_weights,
     }
     copy_preprocessing(artifact.path, ctx.work_dir)
-    accuracy = onnx_validation_accuracy(ctx, processor, out, exact=True)
-    ctx.metrics["validation_accuracy"] = {OUTPUT: accuracy}
+    score = objective.score_file(ctx, processor, out, True, reference)
+    ctx.metrics[f"validation_{metric}"] = {OUTPUT: score}
     variants = [Variant("int8-qat-qdq", "onnxruntime", "int8", "tensorrt", OUTPUT)]
     meta = {**artifact.meta, "opset": cfg.opset}
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, meta)
 
 
-def _outputs(cfg: QatConfig, task: str) -> Variants:
+def _outputs(cfg: QatConfig, task: Task) -> Variants:
     return (("int8", "tensorrt"),)
 
 
@@ -156,6 +153,5 @@ PASS = PassInfo(
     produces="onnx",
     requires=(("nncf", INSTALL_HINT), ("torchao", INSTALL_HINT)),
     outputs=_outputs,
-    tasks=("text-classification", "image-classification"),
     data_parallel=True,
 )

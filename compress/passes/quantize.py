@@ -40,13 +40,12 @@ from compress.benchmark.runtimes import scored_exactly
 from compress.errors import PassFailed
 from compress.llm.options import WeightOnlyConfig
 from compress.passes.base import PassContext, PassInfo, RegexList, Requirement, Variants
-from compress.passes.calibration import CalibrationConfig, calibration_feeds
-from compress.passes.common import onnx_validation_accuracy
-from compress.passes.float_layers import AccuracyBudget, mixed_precision
-from compress.passes.weight_only import check_weight_only, quantize_lm
+from compress.passkit.calibration import CalibrationConfig, calibration_feeds
+from compress.passkit.float_layers import AccuracyBudget, mixed_precision
 from compress.quant.nncf_backend import INSTALL_HINT
 from compress.quant.ort_quantize import CalibrationReader, Method, input_names, matching_nodes
 from compress.quant.sensitivity import layer_errors
+from compress.tasks import Task
 
 QuantizeTarget = Literal["cpu", "tensorrt"]
 """What an INT8 file is for: ONNX Runtime on CPUs, or TensorRT's explicit quantization."""
@@ -192,9 +191,11 @@ def _reduce_range(cfg: QuantizeConfig, ctx: PassContext) -> bool:
 def apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifact:
     from compress.quant.ort_quantize import quiet_root_logger
 
+    own = ctx.own_implementation("quantize")
+    if own is not None:  # e.g. decoder LMs: weight-only INT4/INT8
+        result: Artifact = own(artifact, cfg, ctx)
+        return result
     with quiet_root_logger():
-        if ctx.task.name == "text-generation":
-            return quantize_lm(artifact, cfg.weight_only or WeightOnlyConfig(), cfg, ctx)
         return _apply(artifact, cfg, ctx)
 
 
@@ -265,9 +266,11 @@ def _apply(artifact: Artifact, cfg: QuantizeConfig, ctx: PassContext) -> Artifac
             variants.append(Variant("int8-qdq", "onnxruntime", "int8", "tensorrt", out.name))
         else:
             variants.append(Variant("int8-static", "onnxruntime", "int8", "cpu", out.name))
-    ctx.metrics["validation_accuracy"] = {
-        str(v.file): onnx_validation_accuracy(
-            ctx, processor, ctx.work_dir / str(v.file), exact=scored_exactly(v)
+    objective = ctx.objective
+    reference = artifact.file(artifact.for_target("portable"))
+    ctx.metrics[f"validation_{objective.metric}"] = {
+        str(v.file): objective.score_file(
+            ctx, processor, ctx.work_dir / str(v.file), scored_exactly(v), reference
         )
         for v in variants
     }
@@ -297,9 +300,7 @@ def _requires(cfg: QuantizeConfig) -> tuple[Requirement, ...]:
     return (("nncf", INSTALL_HINT),) if cfg.backend == "nncf" else ()
 
 
-def _outputs(cfg: QuantizeConfig, task: str) -> Variants:
-    if task == "text-generation":
-        return ((f"int{(cfg.weight_only or WeightOnlyConfig()).bits}", "cpu"),)
+def _outputs(cfg: QuantizeConfig, task: Task) -> Variants:
     return tuple(("int8", target) for target in cfg.targets)
 
 
@@ -313,5 +314,4 @@ PASS = PassInfo(
     produces="onnx",
     requires_for=_requires,
     outputs=_outputs,
-    check=check_weight_only,
 )

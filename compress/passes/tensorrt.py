@@ -25,6 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from compress.artifacts import Artifact, Variant, copy_preprocessing, hash_json, link_artifact_files
 from compress.errors import PassFailed, UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo, Requirement, Variants
+from compress.tasks import Task
 from compress.trt.options import EngineShapes
 
 ComputeCapability = Literal["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]
@@ -160,9 +161,9 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
     try:
         built = build_engine(source, backend, options, cache_dir, timing)
     except PassFailed as exc:
-        if ctx.task.name != "text-generation":
+        if not ctx.skips_on_failure("tensorrt"):
             raise
-        # decoder LMs: custom-op graphs (INT4 MatMulNBits) are not parsed; say why, go on
+        # the task's table allows it (decoder LMs: INT4 MatMulNBits is not parsed): say why, go on
         return skip(artifact, str(exc), ctx, hint="build from the export_onnx step instead")
     info = built.info
     engine_file = f"model_{cfg.precision}.engine"
@@ -220,7 +221,7 @@ def skip(artifact: Artifact, reason: str, ctx: PassContext, hint: str = SKIP_HIN
     return Artifact(artifact.kind, ctx.work_dir, key, list(artifact.variants), meta)
 
 
-def _outputs(cfg: TensorRTConfig, task: str) -> Variants:
+def _outputs(cfg: TensorRTConfig, task: Task) -> Variants:
     return ((cfg.precision, "tensorrt"),)
 
 

@@ -106,8 +106,10 @@ def export_qat(
     path: Path,
     dynamic_axes: dict[str, dict[int, str]],
     opset: int,
+    output: str = "logits",
 ) -> tuple[Any, dict[str, int]]:
-    """Strip NNCF's quantizers to torch fake-quant ops and export symmetric Q/DQ ONNX.
+    """Strip NNCF's quantizers to torch fake-quant ops and export symmetric Q/DQ ONNX
+    (its one output named `output`).
 
     Returns the stripped model (what the ONNX file must match) and what folding did.
     """
@@ -132,7 +134,7 @@ def export_qat(
             str(path),
             kwargs=example,
             input_names=order,
-            output_names=["logits"],
+            output_names=[output],
             dynamic_axes=dynamic_axes,
             opset_version=opset,
             dynamo=False,  # fake-quant ops export only with the TorchScript exporter

@@ -13,7 +13,7 @@ from compress.benchmark.settings import BenchmarkSettings
 from compress.data.spec import DataSpec
 from compress.options import StrictOptions
 from compress.passes.base import PassConfig, PassInfo
-from compress.tasks import TASK_NAMES, Task
+from compress.tasks import DEFAULT_TASK, TASK_NAMES, Task
 
 
 class ModelSpec(StrictOptions):
@@ -40,7 +40,7 @@ class RecipeDoc(StrictOptions):
     """The top level of a recipe file."""
 
     name: str | None = Field(None, description="run name; default: the file name")
-    task: str = Field("text-classification", description=f"one of {', '.join(TASK_NAMES)}")
+    task: str = Field(DEFAULT_TASK, description=f"one of {', '.join(TASK_NAMES)}")
     seed: int = Field(0, description="seed for training, sampling and calibration")
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()

@@ -20,6 +20,7 @@ from compress.errors import RecipeError, UserError, did_you_mean
 from compress.recipe.overrides import apply_override
 from compress.recipe.registry import all_passes, get_pass, missing_backends
 from compress.recipe.schema import PassStep, Recipe, RecipeDoc
+from compress.recipe.support import refusal
 from compress.recipe.yaml_lines import KeyPath, LineMap, format_path, load_yaml_file
 from compress.tasks import Task, get_task
 
@@ -73,7 +74,7 @@ def validate_recipe(data: dict[str, Any], lines: LineMap, file: Path) -> Recipe:
     doc = _with_sources(doc, data, task, file, fail)
     steps: list[PassStep] = []
     for index, entry in enumerate(doc.passes):
-        steps.append(_step(index, entry, doc, fail, steps))
+        steps.append(_step(index, entry, task, fail, steps))
     _check_order(steps, task, fail)
     _check_models(steps, task, doc.model.source, file.parent, fail)
     resolved = doc.model_dump(mode="json")
@@ -117,7 +118,7 @@ def _with_sources(
     return doc
 
 
-def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail, earlier: list[PassStep]) -> PassStep:
+def _step(index: int, entry: Any, task: Task, fail: Fail, earlier: list[PassStep]) -> PassStep:
     """One entry of `passes:` as a validated step (`earlier`: the steps before it)."""
     where: KeyPath = ("passes", index)
     options: Any
@@ -149,17 +150,10 @@ def _step(index: int, entry: Any, doc: RecipeDoc, fail: Fail, earlier: list[Pass
         config = info.config.model_validate(options)
     except ValidationError as exc:
         raise _first_error(exc, (*where, name), fail) from None
-    if doc.task not in info.tasks:
-        raise fail(
-            f"'{name}' does not serve {doc.task} models",
-            where,
-            f"it serves {', '.join(info.tasks)}",
-        )
-    if info.check is not None:
-        try:
-            info.check(config, doc.task)
-        except ValueError as exc:
-            raise fail(str(exc), (*where, name)) from None
+    refused = refusal(task, name, config)
+    if refused is not None:
+        key = (*where, name, *refused.option.split(".")) if refused.option else where
+        raise fail(refused.message, key, refused.hint)
     for missing in missing_backends(info, config):
         raise fail(str(missing), where)
     return PassStep(index, name, config, info, parent)
@@ -215,7 +209,7 @@ def _check_order(steps: list[PassStep], task: Task, fail: Fail) -> None:
                 hint,
             )
         if step.info.check_input is not None:
-            handed = previous.info.handed_over(previous.config, task.name) if previous else ()
+            handed = previous.info.handed_over(previous.config, task) if previous else ()
             problem = step.info.check_input(step.config, handed)
             if problem is not None:
                 raise fail(problem, ("passes", step.index, step.name))

@@ -13,7 +13,7 @@ def label_with_model(data: Dataset, step: StepResult, task: Task, max_length: in
     """Unlabelled data labelled with the input model's top-1 class (cached in its folder)."""
     import numpy as np
 
-    from compress.passes.training import predict_logits
+    from compress.passkit.training import predict_logits
 
     cache = step.folder / f"labels-{data.key}.json"
     labels = read_json(cache) if cache.is_file() else None

@@ -23,7 +23,7 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     folders = [INPUT_STEP, *(s.folder for s in recipe.steps)]
     results = [run.require_step(folder) for folder in folders]
     task = recipe.task
-    data = load_dataset(recipe.doc.data, Path.cwd(), task.name)
+    data = load_dataset(recipe.doc.data, Path.cwd(), task.data_reader)
     if not data.labelled:
         data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
     make_run_report(recipe, results, data, run_dir, progress)

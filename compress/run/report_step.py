@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from compress.artifacts import StepResult, hash_json, write_json_atomic
 from compress.data import Dataset
 from compress.errors import ModelLoadError
+from compress.tasks.base import load_reference
 
 if TYPE_CHECKING:
     from compress.benchmark.settings import BenchmarkSettings
@@ -115,9 +116,11 @@ def make_report(
     from compress.benchmark.measure import SCHEDULE
     from compress.benchmark.report import build_report, method_info, render_terminal, write_report
     from compress.benchmark.sanity import majority_baseline
-    from compress.benchmark.stage import benchmark_variant
 
     task = recipe.task
+    if task.measurer is None:
+        raise ValueError(f"{task.name} runs are reported by their own engine ({task.report})")
+    measurer = load_reference(task.measurer)
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
     bench_key = measurement_key(recipe, data)
@@ -142,16 +145,8 @@ def make_report(
             label = f"{step.folder.name}:{variant.name}"
             print(f"  evaluating {label} ({variant.runtime}, {variant.target})")
             try:
-                measured = benchmark_variant(
-                    step.artifact,
-                    variant,
-                    data.test,
-                    settings,
-                    max_length,
-                    progress,
-                    keep_predictions=True,
-                    measure=False,
-                    task=task,
+                measured = measurer.measure(
+                    step.artifact, variant, data, settings, max_length, progress, task, cache
                 )
             except ModelLoadError as exc:
                 if variant.runtime != "tensorrt":
@@ -177,12 +172,15 @@ def make_report(
             **{k: v for k, v in measured.items() if k != "artifact_key"},
         }
         stages.append(stage)
+    measurer.finish(stages, [step.folder for step, _ in selected], data, settings)
     for stage, latency in zip(
         stages, _latency(selected, data, settings, bench_key, out, task), strict=True
     ):
         stage["latency"] = latency
     method = method_info(settings, max_length)
     method["task"] = task.name
+    method["input_kind"] = task.input_kind
+    method["accuracy_name"] = measurer.accuracy_name
     method["example_shape"] = _example_shape(task, selected[0][0], settings.sequence_length)
     method["latency_schedule"] = SCHEDULE
     method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}

@@ -1,4 +1,6 @@
-"""The benchmark step of a run, by task: classifiers (`report_step`), LMs (`report_generation`)."""
+"""The benchmark step of a run: the task's measurer (`Task.report`) measures every stage
+against the original (classifiers and sentence embedders: `report_step`; LMs:
+`report_generation`)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,13 @@ from typing import Any
 from compress.artifacts import StepResult
 from compress.data import Dataset
 from compress.recipe import Recipe
+from compress.tasks.base import load_reference
 
 
 def make_run_report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> dict[str, Any]:
     """Measure the run's stages against the original and write its report."""
-    if recipe.doc.task == "text-generation":
-        from compress.run.report_generation import make_generation_report
-
-        return make_generation_report(recipe, results, data, out, progress)
-    from compress.run.report_step import make_report
-
-    return make_report(recipe, results, data, out, progress)
+    measure = load_reference(recipe.task.report)
+    report: dict[str, Any] = measure(recipe, results, data, out, progress)
+    return report

@@ -92,7 +92,9 @@ def _run_locked(
 
     task = recipe.task
     with dist.main_first("preparing the data and the input model"):
-        data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)  # may fill a cache
+        data = load_dataset(
+            recipe.doc.data, recipe.file.parent, task.data_reader
+        )  # may fill a cache
         if main:
             run.write_recipe(recipe.resolved)
         results = [finished(input_step(recipe, data, run))]

@@ -139,7 +139,7 @@ def run_search(
                 f"({recipe.steps[scored].folder}); pick a later --stage or drop the key"
             )
     task = recipe.task
-    data = load_dataset(recipe.doc.data, recipe.file.parent, task.name)
+    data = load_dataset(recipe.doc.data, recipe.file.parent, task.data_reader)
     if not data.labelled or len(data.validation) == 0:
         raise UserError(f"{data.source}: a search scores trials on labelled validation data")
     bench = recipe.doc.benchmark

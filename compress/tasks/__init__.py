@@ -19,6 +19,12 @@ TASK_MODULES = {
     "text-generation": "compress.tasks.generation",
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_MODULES)
+DEFAULT_TASK = TASK_NAMES[0]  # what a recipe without `task:` is
+
+
+def classifier_task(images: bool) -> str:
+    """The classification task of a model found on disk (what `compress bench model` measures)."""
+    return "image-classification" if images else "text-classification"
 
 
 def get_task(name: str) -> Task:
@@ -31,4 +37,4 @@ def get_task(name: str) -> Task:
     return task
 
 
-__all__ = ["TASK_MODULES", "TASK_NAMES", "Task", "get_task"]
+__all__ = ["DEFAULT_TASK", "TASK_MODULES", "TASK_NAMES", "Task", "classifier_task", "get_task"]

@@ -6,14 +6,24 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from compress.artifacts import ModelInfo, read_model_info
-from compress.tasks.text import TokenizedTexts
+from compress.tasks.base import Support
+from compress.tasks.text import HIDDEN_STATES, TokenizedTexts
+
+OWN = "compress.passkit.generation"  # this task's own implementations of the passes
+INT8_CLASSIFICATION = (
+    "targets", "cpu_mode", "method", "percentile", "per_channel", "reduce_range", "backend",
+    "fast_bias_correction", "smooth_quant_alpha", "max_accuracy_drop", "max_float_layers",
+    "float_size_budget", "top_k_errors", "exclude",
+)  # fmt: skip
+BY_ACTIVATIONS = ("importance", "targets", "ignore", "min_heads")
 
 
 class TextGeneration(TokenizedTexts):
     name = "text-generation"
+    data_reader: Literal["texts", "images", "corpus"] = "corpus"
     input_kind = "texts"
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
         {"model": "smollm2-135m", "data": "rotten-tomatoes"}
@@ -25,6 +35,39 @@ class TextGeneration(TokenizedTexts):
         }
     )
     sample_data = "rotten-tomatoes"
+    support: Mapping[str, Support] = MappingProxyType(
+        {
+            "fine_tune": Support(run=f"{OWN}:fine_tune"),
+            "distill": Support(run=f"{OWN}:distill", refuses=HIDDEN_STATES),
+            "prune": Support(
+                run=f"{OWN}:prune",
+                refuses={
+                    name: f"{name}: text-generation prunes by activations on the training "
+                    "texts, in whole key/value groups in every layer; remove it"
+                    for name in BY_ACTIVATIONS
+                },
+            ),
+            "export_onnx": Support(run=f"{OWN}:export_onnx"),
+            "quantize": Support(
+                run=f"{OWN}:quantize",
+                outputs=f"{OWN}:quantize_outputs",
+                refuses={
+                    name: f"{name} is an INT8 classification option; text-generation "
+                    "quantizes weights only: set quantize.weight_only"
+                    for name in INT8_CLASSIFICATION
+                },
+            ),
+            # custom-op graphs (INT4 MatMulNBits) are not parsed: the step says why and goes on
+            "tensorrt": Support(on_failure="skip"),
+            "bundle": Support(run=f"{OWN}:bundle"),
+        }
+    )
+    objective = None  # its own passes train on next-token loss, validated by perplexity
+    report = "compress.run.report_generation:make_generation_report"
+    measurer = None  # perplexity, the zero-shot task and decode speed: its own report
+    export_outputs = ("logits",)
+    fused_onnx = True
+    macs_key = "macs_per_token"
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         from compress.llm.models import resolve_lm_source
@@ -75,6 +118,31 @@ class TextGeneration(TokenizedTexts):
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{sequence_length}-token prompt"
+
+    def inner(self, model: Any) -> Any:
+        return model
+
+    def with_inner(self, model: Any, inner: Any) -> Any:
+        return inner
+
+    def macs(self, model: Any, processor: Any, max_length: int) -> tuple[int, str]:
+        from compress.llm.models import lm_meta
+
+        return int(lm_meta(model)["macs_per_token"]), "MACs per token"
+
+    def export_onnx(
+        self, model: Any, processor: Any, source: Path, folder: Path, opset: int
+    ) -> Path:
+        from compress.llm.export import export_with_past
+
+        path: Path = export_with_past(model, processor, folder, opset)
+        return path
+
+    def fuse_onnx(self, portable: Path, target: Path, model: Any) -> dict[str, int]:
+        from compress.llm.export import fuse_decoder
+
+        fused, _ = fuse_decoder(portable, target, model.config)
+        return dict(fused)
 
 
 TASK = TextGeneration()

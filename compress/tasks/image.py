@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from compress.artifacts import ModelInfo
 from compress.errors import ModelLoadError
+from compress.tasks.base import Support
+from compress.tasks.text import EXAMPLES, HIDDEN_STATES, NOT_WEIGHT_ONLY, RECOVERY_EXAMPLES
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +22,7 @@ OFFLINE = ("mnist-cnn", "efficientnet-lite0")
 
 class ImageClassification:
     name = "image-classification"
+    data_reader: Literal["texts", "images", "corpus"] = "images"
     input_kind = "images"
     recipe_sources: Mapping[str, str | None] = MappingProxyType({"model": None, "data": None})
     source_hints: Mapping[str, str] = MappingProxyType(
@@ -30,6 +33,30 @@ class ImageClassification:
         }
     )
     sample_data = "photos"
+    support: Mapping[str, Support] = MappingProxyType(
+        {
+            "fine_tune": Support(
+                refuses={
+                    **EXAMPLES,
+                    "method=lora": "method: lora is for transformer models; use method: full",
+                }
+            ),
+            "distill": Support(refuses={**EXAMPLES, **HIDDEN_STATES}),
+            "prune": Support(refuses=RECOVERY_EXAMPLES),
+            "prune_channels": Support(),
+            "export_onnx": Support(),
+            "quantize": Support(refuses=NOT_WEIGHT_ONLY),
+            "qat": Support(),
+            "tensorrt": Support(),
+            "bundle": Support(),
+        }
+    )
+    objective = "compress.passkit.objectives:LOGITS"
+    report = "compress.run.report_step:make_report"
+    measurer = "compress.benchmark.measurers:CLASSIFIER"
+    export_outputs = ("logits",)
+    fused_onnx = False  # ONNX Runtime fuses Conv+BN+activation itself at load time
+    macs_key = "macs_per_example"
 
     def model_info(self, source: str, base_dir: Path | None = None) -> ModelInfo | None:
         from compress.artifacts import read_model_info
@@ -120,6 +147,45 @@ class ImageClassification:
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{processor.channels}x{processor.size}x{processor.size} pixels"
+
+    def inner(self, model: Any) -> Any:
+        return model.net  # the transformer of a ViT inside its image wrapper
+
+    def with_inner(self, model: Any, inner: Any) -> Any:
+        from compress.vision.hf_models import HFImageClassifier
+
+        return HFImageClassifier(inner)
+
+    def macs(self, model: Any, processor: Any, max_length: int) -> tuple[int, str]:
+        from compress.vision.pruning import count_macs
+
+        return count_macs(model, processor), "MACs per image"
+
+    def export_onnx(
+        self, model: Any, processor: Any, source: Path, folder: Path, opset: int
+    ) -> Path:
+        """`model.onnx` with a dynamic batch axis, from torch.onnx's exporter."""
+        import torch
+
+        from compress.artifacts import copy_preprocessing
+        from compress.vision.pruning import example_input
+
+        portable = folder / "model.onnx"
+        torch.onnx.export(
+            model,
+            (example_input(processor),),
+            str(portable),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        copy_preprocessing(source, folder)
+        return portable
+
+    def fuse_onnx(self, portable: Path, target: Path, model: Any) -> dict[str, int]:
+        raise ValueError("image models have no fused file: ONNX Runtime fuses them at load")
 
 
 def _local(source: str, base_dir: Path | None) -> Path:

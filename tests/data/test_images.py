@@ -16,7 +16,7 @@ IMAGES = "image-classification"
 
 def test_mnist_is_real_shuffled_and_split() -> None:
     data = load_dataset(
-        DataSpec(source="mnist", test_size=500, validation_size=200), task="image-classification"
+        DataSpec(source="mnist", test_size=500, validation_size=200), reader="images"
     )
     assert (len(data.train), len(data.validation), len(data.test)) == (4300, 200, 500)
     assert data.label_names == [str(i) for i in range(10)]
@@ -27,7 +27,7 @@ def test_mnist_is_real_shuffled_and_split() -> None:
 
 def test_photos_are_split_by_photo_and_unlabelled() -> None:
     pytest.importorskip("skimage")
-    data = load_dataset(DataSpec(source="photos"), task="image-classification")
+    data = load_dataset(DataSpec(source="photos"), reader="images")
     assert not data.labelled and (data.test.labels == -1).all()
     photos = data.notes["photos"]
     assert isinstance(photos, dict)
@@ -47,7 +47,7 @@ def test_image_folder_labels_come_from_sub_folders(tmp_path: Path) -> None:
             pixels = rng.integers(low, high, (10, 12, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
     spec = DataSpec(source=str(tmp_path), test_size=2, validation_size=2)
-    data = load_dataset(spec, task="image-classification")
+    data = load_dataset(spec, reader="images")
     assert data.label_names == ["cat", "dog"] and len(data.train) == 8
     assert data.train.inputs[0].shape == (10, 12, 3)
     seen = []
@@ -64,7 +64,7 @@ def test_npz_arrays_and_their_errors(tmp_path: Path) -> None:
     y = np.array([0, 1] * 10)
     np.savez(tmp_path / "ok.npz", x=x, y=y)
     spec = DataSpec(source=str(tmp_path / "ok.npz"), test_size=4, validation_size=4)
-    data = load_dataset(spec, task="image-classification")
+    data = load_dataset(spec, reader="images")
     assert len(data.train) == 12 and data.label_names == ["0", "1"]
     rows = []  # image i (all pixels i) keeps label i % 2, and each image is in one split
     for split in (data.train, data.validation, data.test):
@@ -76,13 +76,13 @@ def test_npz_arrays_and_their_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="uint8"):
         load_dataset(
             spec.model_copy(update={"source": str(tmp_path / "float.npz")}),
-            task="image-classification",
+            reader="images",
         )
     np.savez(tmp_path / "nolabels.npz", images=x)
     with pytest.raises(DataError, match="no label array"):
         load_dataset(
             spec.model_copy(update={"source": str(tmp_path / "nolabels.npz")}),
-            task="image-classification",
+            reader="images",
         )
     with pytest.raises(DataError, match="no images found"):
-        load_dataset(spec.model_copy(update={"source": str(tmp_path)}), task="image-classification")
+        load_dataset(spec.model_copy(update={"source": str(tmp_path)}), reader="images")

@@ -26,7 +26,7 @@ def test_prune_channels_shrinks_and_reloads(
     tmp_path: Path, mnist_slice: Dataset, cnn_artifact: Artifact
 ) -> None:
     from compress.passes.prune_channels import PASS, PruneChannelsConfig
-    from compress.passes.training import RecoveryConfig
+    from compress.passkit.training import RecoveryConfig
 
     ctx = _ctx(tmp_path, mnist_slice, "prune")
     cfg = PruneChannelsConfig(

@@ -13,6 +13,7 @@ from compress.artifacts import Artifact
 from compress.passes.base import PassContext
 from compress.quant.parity import session
 from compress.quant.qdq_check import check_qdq
+from compress.tasks import get_task
 
 pytest.importorskip("nncf")
 pytest.importorskip("torchao")
@@ -127,7 +128,7 @@ def test_qat_recipe_order_and_tensorrt_input() -> None:
     from compress.passes.qat import PASS, QatConfig
     from compress.passes.tensorrt import TensorRTConfig, _check_input
 
-    handed = PASS.handed_over(QatConfig(), "text-classification")
+    handed = PASS.handed_over(QatConfig(), get_task("text-classification"))
     assert _check_input(TensorRTConfig(precision="int8"), handed) is None
     assert _check_input(TensorRTConfig(precision="fp16"), handed) is not None
 

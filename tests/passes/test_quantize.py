@@ -50,7 +50,7 @@ def _accuracy(path: Path, source: Artifact, data: Dataset, exact: bool, one: boo
 
 def _calibration(ctx: PassContext, source: Artifact, samples: int) -> list[dict[str, np.ndarray]]:
     """The feeds `quantize` calibrates on (the same rows, the same shape)."""
-    from compress.passes.calibration import calibration_feeds
+    from compress.passkit.calibration import calibration_feeds
     from compress.quant.ort_quantize import CalibrationReader, input_names
 
     feeds = calibration_feeds(ctx, ctx.task.load_processor(source.path), samples)
@@ -231,8 +231,8 @@ def test_fallback_builds_files_with_the_ranked_layers_in_float(
     onnx_input: Artifact, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
     """On real files, run exactly (Q/DQ as float arithmetic, the same on every CPU)."""
-    from compress.passes.calibration import calibration_feeds
     from compress.passes.quantize import _static
+    from compress.passkit.calibration import calibration_feeds
     from compress.quant.ort_quantize import CalibrationReader, input_names
     from compress.quant.parity import feeds_for, session
     from compress.quant.sensitivity import keep_float_within_budget, layer_errors

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import compress.passes.training as training
+import compress.passkit.training as training
 from compress.recipe import load_recipe
 from compress.run.lock import LOCK_FILE
 from compress.run.runner import run_recipe

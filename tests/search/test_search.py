@@ -119,7 +119,7 @@ def _test_accuracy(recipe_file: Path, model_dir: Path) -> float:
     from compress.data.loaders import load_dataset
 
     recipe = load_recipe(recipe_file)
-    test = load_dataset(recipe.doc.data, recipe_file.parent, "text-classification").test
+    test = load_dataset(recipe.doc.data, recipe_file.parent, "texts").test
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     batch = tokenizer(

@@ -42,7 +42,7 @@ def test_a_trial_below_the_floor_stops_at_the_step_that_shows_it(
     file.write_text(RECIPE.format(model=tiny_model_dir))
     recipe = load_recipe(file)
     raw = absolute_sources(yaml.safe_load(file.read_text()), recipe.resolved)
-    data = load_dataset(recipe.doc.data, tmp_path, "text-classification")
+    data = load_dataset(recipe.doc.data, tmp_path, "texts")
     task = get_task("text-classification")
     # a floor no model reaches: the pruned model's recovery records its validation accuracy
     setup = Setup(recipe, raw, 2, tmp_path / "s", data, task, recipe.doc.benchmark, 0.0, 1.01)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest: dict[str, Any] = json.loads((HERE / "manifest.json").read_text())
     import numpy as np
 
-    if manifest["task"] == "image-classification":
+    if "pixel_values" in manifest["model"]["inputs"]:  # an image model
         feeds = image_feeds(args.inputs, manifest)
     else:
         feeds = text_feeds(args.inputs, manifest)

@@ -16,7 +16,7 @@ from pydantic import Field
 from compress.benchmark.evaluate import accuracy, predict
 from compress.data import Split
 from compress.data.batches import bucketed_batches
-from compress.passes.base import PassConfig, PassContext
+from compress.passkit.context import PassConfig, PassContext
 from compress.tasks import Task
 from compress.tasks.base import logits_of
 
@@ -177,7 +177,8 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` in place on `ctx.data.train`; returns per-epoch metrics.
 
-    `validate` scores each epoch (default: validation accuracy); the best
+    `validate` scores each epoch (default: the task's objective, e.g. validation
+    accuracy); the best
     epoch's figures are returned as `best_<name>`.
 
     At least `min_steps` optimizer steps run (more epochs than `cfg.epochs` on
@@ -201,16 +202,12 @@ def train(
     task = ctx.task
     train_split = ctx.data.train
     encoded = task.encode(processor, train_split.inputs, ctx.max_length)
-    if validate is None:
-        val_encoded = task.encode(processor, ctx.data.validation.inputs, ctx.max_length)
-
-        def validate(model: Any) -> tuple[float, dict[str, float]]:
-            logits = predict_logits(model, processor, val_encoded, task)
-            value = accuracy(ctx.data.validation.labels, logits.argmax(-1))
-            return value, {"val_accuracy": value}
+    if validate is None:  # the task's validation figure (classifiers: accuracy)
+        validate = ctx.objective.validator(None, processor, ctx)
 
     lengths = task.lengths(encoded)
     labels = torch.as_tensor(train_split.labels)
+    labelled = len(labels) == len(encoded)  # texts without labels (sentence embedders) train too
 
     steps_per_epoch = -(-len(encoded) // (cfg.batch_size * accelerator.num_processes))
     total_steps = max(1, round(steps_per_epoch * cfg.epochs))
@@ -239,7 +236,8 @@ def train(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     history: list[dict[str, float]] = []
-    best_score, best_state, best_figures = -float("inf"), None, {}
+    best_figures: dict[str, float] = {}
+    best_score, best_state = -float("inf"), None
     step, epoch = 0, 0
     while step < total_steps:
         epoch += 1
@@ -254,7 +252,8 @@ def train(
                 k: v.to(accelerator.device)
                 for k, v in task.collate(processor, encoded, idx).items()
             }
-            batch["labels"] = labels[idx].to(accelerator.device)
+            if labelled:
+                batch["labels"] = labels[idx].to(accelerator.device)
             loss = loss_fn(model, batch, idx)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from compress.artifacts import Artifact, Variant
 
 if TYPE_CHECKING:
-    from compress.passes.base import PassContext
+    from compress.deploy.bundle import Bundle
+    from compress.passkit.context import PassContext
 
 
 def load_input(artifact: Artifact, ctx: PassContext) -> tuple[Any, Any]:
@@ -69,3 +70,28 @@ def onnx_validation_accuracy(
         how = ", Q/DQ executed exactly" if exact else ""
         ctx.log(f"{file.name}: validation accuracy {scores['accuracy']:.4f}{how}")
     return scores["accuracy"]
+
+
+def bundle_name(cfg: Any, ctx: PassContext) -> str:
+    """The folder name of a `bundle` step's bundle: the run's name and the device."""
+    from compress.errors import UserError
+
+    if ctx.run_dir is None:
+        raise UserError("bundle packages a run folder: use it in a recipe or `compress bundle`")
+    return f"{ctx.run_dir.name}-{cfg.target}"
+
+
+def bundle_artifact(
+    made: Bundle, name: str, cfg: Any, ctx: PassContext, expected: dict[str, Any]
+) -> Artifact:
+    """A `bundle` step's result: the bundle's files recorded in the manifest's metrics."""
+    ctx.metrics["bundle"] = {
+        "folder": name,
+        "tarball": made.tarball.name,
+        "tarball_bytes": made.tarball.stat().st_size,
+        "model": made.manifest["model"]["file"],
+        "source": made.manifest["model"]["source"],
+        "target": cfg.target,
+        **expected,
+    }
+    return Artifact("bundle", ctx.work_dir, ctx.key, [], {"bundle": ctx.metrics["bundle"]})

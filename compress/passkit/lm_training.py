@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from compress.data import Split
 from compress.errors import UserError
-from compress.passes.base import PassContext
-from compress.passes.training import LossFn, TrainConfig, Validator, train
+from compress.passkit.context import PassContext
+from compress.passkit.training import LossFn, TrainConfig, Validator, train
 
 Examples = Literal["text", "prompted"]
 VALIDATION_TEXTS = 200  # validation perplexity after each epoch reads this many texts

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compress.passes.base import PassContext
-from compress.passes.common import onnx_validation_accuracy
+from compress.passkit.context import PassContext
+from compress.passkit.io import onnx_validation_accuracy
 from compress.quant.sensitivity import (
     LayerError,
     float_weight_bytes,

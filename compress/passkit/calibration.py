@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from compress.passes.base import PassConfig
+from compress.passkit.context import PassConfig
 
 if TYPE_CHECKING:
-    from compress.passes.base import PassContext
+    from compress.passkit.context import PassContext
 
 BATCH = 8  # rows per calibration batch
 
