@@ -17,6 +17,7 @@ TASK_MODULES = {
     "text-classification": "compress.tasks.text",
     "image-classification": "compress.tasks.image",
     "text-generation": "compress.tasks.generation",
+    "text-embedding": "compress.tasks.embedding",
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_MODULES)
 DEFAULT_TASK = TASK_NAMES[0]  # what a recipe without `task:` is
