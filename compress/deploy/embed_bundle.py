@@ -62,8 +62,11 @@ def pick_embed_model(steps: list[StepResult], target: str) -> tuple[StepResult, 
         (s, v) for s in ran for v in s.artifact.variants if v.runtime == "onnxruntime" and v.file
     ]
     wanted = [(s, v) for s, v in files if v.target == "cpu"] if cpu else []
-    if wanted or files:  # the run's last CPU file for a CPU device (else its last ONNX file)
-        return (wanted or files)[-1]
+    if wanted:  # the run's last CPU file for a CPU device (a QAT branch may run after it)
+        return wanted[-1]
+    if files:  # else the first file of the last step that wrote one
+        last = files[-1][0]
+        return next((s, v) for s, v in files if s is last)
     raise UserError("the run has no ONNX model to bundle: add export_onnx (and quantize)")
 
 

@@ -157,8 +157,8 @@ def test_a_distilled_lm_starts_as_the_teachers_picked_layers(
     tiny_llama: Path, corpus: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With training stubbed out, `distill(layers=2)` saves teacher layers 0 and 2 unchanged."""
-    from compress.passes import lm_common
     from compress.passes.distill import DistillConfig, apply
+    from compress.passkit import lm_training as lm_common
 
     monkeypatch.setattr(lm_common, "train_lm", lambda *args, **kwargs: {})
     artifact = Artifact("hf", tiny_llama, "lm", [Variant("fp32", "torch", "fp32", "portable")])
