@@ -16,7 +16,7 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     from compress.data.loaders import load_dataset
     from compress.recipe import load_recipe
     from compress.run.labels import label_with_model
-    from compress.run.reports import make_run_report
+    from compress.run.report_step import make_report
 
     run = RunFolder(run_dir).require()
     recipe = load_recipe(run.resolved_recipe)
@@ -26,4 +26,4 @@ def report_run_folder(run_dir: Path, progress: bool = True) -> None:
     data = load_dataset(recipe.doc.data, Path.cwd(), task.data_reader)
     if not data.labelled:
         data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
-    make_run_report(recipe, results, data, run_dir, progress)
+    make_report(recipe, results, data, run_dir, progress)

@@ -19,6 +19,7 @@ from compress.errors import ModelLoadError
 from compress.tasks.base import load_reference
 
 if TYPE_CHECKING:
+    from compress.benchmark.measurers import Measurer
     from compress.benchmark.settings import BenchmarkSettings
     from compress.recipe import Recipe
     from compress.tasks import Task
@@ -106,35 +107,38 @@ def measurement_key(recipe: Recipe, data: Dataset) -> str:
 def make_report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> dict[str, Any]:
-    """Measure every selected stage and write report.json/.md/.png.
+    """Measure every selected stage against the original and write report.json/.md/.html/.png.
 
-    Accuracy, size and parameters are measured per stage and cached in its step
-    folder. Latency is measured for all stages together, interleaved in blocks
-    (`measure_interleaved`), so the ratios to the original hold on a busy
-    machine; it is cached in the run folder for exactly this set of stages.
+    The one engine for every task; what differs is the task's measurer
+    (`compress.benchmark.measurers`). Each stage's figures are cached in its
+    step folder; the stages are timed together, interleaved, so the ratios to
+    the original hold on a busy machine, and that is cached in the run folder
+    for exactly this set of stages.
     """
-    from compress.benchmark.measure import SCHEDULE
-    from compress.benchmark.report import build_report, method_info, render_terminal, write_report
-    from compress.benchmark.sanity import majority_baseline
+    from compress.benchmark.report import method_info, write_report
 
     task = recipe.task
-    if task.measurer is None:
-        raise ValueError(f"{task.name} runs are reported by their own engine ({task.report})")
-    measurer = load_reference(task.measurer)
+    measurer: Measurer = load_reference(task.measurer)
     settings = recipe.doc.benchmark
     max_length = recipe.doc.data.max_length
     bench_key = measurement_key(recipe, data)
-    stages: list[dict[str, Any]] = []
-    runtimes = measured_runtimes()
+    runtimes = measurer.runtimes()
     candidates = select_stages(recipe, results, runtimes)
-    unmeasured = not_run(results, runtimes)
+    unmeasured = [
+        {"step": step.folder.name, "variant": v.name, "file": v.file, "reason": reason}
+        for step in results
+        for v in step.artifact.variants
+        if v.runtime not in runtimes and not step.skipped
+        for reason in [measurer.not_measured(v)]
+    ]
     for entry in unmeasured:
         print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
     did_not_run = skipped_steps(results)
     for entry in did_not_run:
         print(f"  {entry['step']}: skipped: {entry['reason']}")
     print(f"benchmarking {len(candidates)} stages on {len(data.test)} test rows")
-    selected = []
+    selected: list[tuple[StepResult, str]] = []
+    stages: list[dict[str, Any]] = []
     for step, name in candidates:
         variant = step.artifact.variant(name)
         cache = step.folder / f"eval-{variant.name}-{bench_key}.json"
@@ -159,42 +163,42 @@ def make_report(
             measured["artifact_key"] = step.artifact.key
             write_json_atomic(cache, measured)
         selected.append((step, name))
-        stage = {
-            "stage": step.name,
-            "variant": variant.name,
-            "step": step.folder.name,
-            "file": variant.file,
-            "artifact_key": step.artifact.key,
-            "pass_seconds": step.manifest.get("seconds"),
-            "macs_per_token": step.artifact.meta.get("macs_per_token"),
-            "macs_per_example": step.artifact.meta.get("macs_per_example"),
-            "quantization_error": _top_errors(step, variant.file),
-            **{k: v for k, v in measured.items() if k != "artifact_key"},
-        }
-        stages.append(stage)
+        stages.append(
+            {
+                "stage": step.name,
+                "variant": variant.name,
+                "step": step.folder.name,
+                "file": variant.file,
+                "artifact_key": step.artifact.key,
+                "pass_seconds": step.manifest.get("seconds"),
+                **measurer.stage_facts(step, variant),
+                **{k: v for k, v in measured.items() if k != "artifact_key"},
+            }
+        )
     measurer.finish(stages, [step.folder for step, _ in selected], data, settings)
-    for stage, latency in zip(
-        stages, _latency(selected, data, settings, bench_key, out, task), strict=True
-    ):
-        stage["latency"] = latency
+    timed = _timed(measurer, selected, data, settings, bench_key, out, task)
+    for stage, figures in zip(stages, timed, strict=True):
+        stage.update(figures)
     method = method_info(settings, max_length)
-    method["task"] = task.name
-    method["input_kind"] = task.input_kind
-    method["accuracy_name"] = measurer.accuracy_name
-    method["example_shape"] = _example_shape(task, selected[0][0], settings.sequence_length)
-    method["latency_schedule"] = SCHEDULE
-    method["data"] = {"source": data.source, "test_rows": len(data.test), "key": data.key}
-    scored = data.test.head(settings.eval_samples)
-    method["majority_class"] = majority_baseline(scored.labels, data.label_names)
-    method["recipe"] = str(recipe.file)
-    report = build_report(stages, method, not_run=unmeasured, skipped=did_not_run)
-    written = write_report(report, out, plot=settings.plot)
-    print(render_terminal(report))
+    method.update(
+        task=task.name,
+        input_kind=task.input_kind,
+        recipe=str(recipe.file),
+        recipe_name=recipe.name,
+        max_length=max_length,
+        data={"source": data.source, "test_rows": len(data.test), "key": data.key},
+        **measurer.method(selected[0][0], data, settings, task),
+    )
+    report = measurer.build(stages, method, unmeasured, did_not_run)
+    render, draw, terminal = measurer.renderers()
+    written = write_report(report, out, plot=settings.plot, render=render, draw=draw)
+    print(terminal(report))
     print("report: " + ", ".join(str(p) for p in written))
     return report
 
 
-def _latency(
+def _timed(
+    measurer: Measurer,
     selected: list[tuple[StepResult, str]],
     data: Dataset,
     settings: BenchmarkSettings,
@@ -202,34 +206,17 @@ def _latency(
     out: Path,
     task: Task,
 ) -> list[dict[str, Any]]:
-    """Latency of the selected stages, measured together (cached for this exact set)."""
-    from compress.benchmark.stage import interleaved_latency
-
+    """Speed figures of the selected stages, measured together (cached for this exact set)."""
     labels = [f"{step.folder.name}:{name}" for step, name in selected]
     key = hash_json([bench_key, [(step.artifact.key, name) for step, name in selected]])
-    cache = out / f"latency-{key}.json"
+    cache = out / f"{measurer.timing_name}-{key}.json"
     if cache.is_file():
         cached: dict[str, Any] = json.loads(cache.read_text())
         return [cached[label] for label in labels]
-    sizes = ", ".join(f"b{b}" for b in settings.batch_sizes)
-    print(f"  timing {len(labels)} stages interleaved ({sizes}, {settings.repetitions} calls each)")
-    stages = {
+    pairs = {
         label: (step.artifact, step.artifact.variant(name))
         for label, (step, name) in zip(labels, selected, strict=True)
     }
-    measured = interleaved_latency(stages, data.test.inputs, settings, task)
+    measured = measurer.time(pairs, data, settings, task)
     write_json_atomic(cache, measured)
     return [measured[label] for label in labels]
-
-
-def _example_shape(task: Task, step: StepResult, sequence_length: int) -> str:
-    from compress.benchmark.stage import load_processor
-
-    return task.shape(load_processor(step.artifact, task), sequence_length)
-
-
-def _top_errors(step: StepResult, file: str | None, k: int = 5) -> list[dict[str, Any]] | None:
-    """The layers that add the most INT8 error in this file (from the quantize manifest)."""
-    errors = step.manifest.get("metrics", {}).get("quantization_error", {})
-    ranked = errors.get(file) if isinstance(errors, dict) and file else None
-    return list(ranked[:k]) if isinstance(ranked, list) and ranked else None

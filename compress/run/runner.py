@@ -135,6 +135,6 @@ def _run_locked(
 def _report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> None:
-    from compress.run.reports import make_run_report
+    from compress.run.report_step import make_report
 
-    make_run_report(recipe, results, data, out, progress)
+    make_report(recipe, results, data, out, progress)

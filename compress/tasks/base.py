@@ -113,9 +113,9 @@ class Task(Protocol):
     part in, the options it refuses, and its own implementation of a pass
     where the shared one does not fit (decoder LMs prune, export and quantize
     their own way). `objective` ("module:attribute" of an `Objective`) is
-    what the shared training and scoring code asks; `report` ("module:function")
-    measures a run's stages (see `compress.run.reports`), with the task's
-    `measurer` (see `compress.benchmark.measurers`) where it is the shared one. Passes ask the task;
+    what the shared training and scoring code asks; `measurer` is what the one
+    report engine (`compress.run.report_step`) asks to measure a run's stages
+    (`compress.benchmark.measurers`). Passes ask the task;
     they never compare its name.
     """
 
@@ -126,8 +126,7 @@ class Task(Protocol):
     sample_data: str
     support: Mapping[str, Support]
     objective: str | None
-    report: str
-    measurer: str | None  # "module:attribute" measuring one stage, for the shared report
+    measurer: str  # "module:attribute" of how the report measures its stages
     export_outputs: tuple[str, ...]  # the outputs every ONNX file of the task carries
     fused_onnx: bool  # export_onnx also writes ONNX Runtime's fused graph (model_ort.onnx)
     macs_key: str  # the manifest key of `macs` (e.g. "matmul_macs_per_token")

@@ -88,7 +88,6 @@ class TextEmbedding(TokenizedTexts, TransformerExport):
         }
     )
     objective = "compress.passkit.objectives:EMBEDDINGS"
-    report = "compress.run.report_step:make_report"
     measurer = "compress.benchmark.measurers:EMBEDDER"
     export_outputs = ("sentence_embedding",)
 
@@ -103,6 +102,7 @@ class TextEmbedding(TokenizedTexts, TransformerExport):
         from compress.errors import UserError
         from compress.text.embedding import read_pooling, refuse_non_encoder
 
+        _refuse_other_offline_models(source)
         try:
             location = self.resolve(source, base_dir)
         except UserError:  # a missing offline package or folder is reported when it loads
@@ -163,6 +163,24 @@ class TextEmbedding(TokenizedTexts, TransformerExport):
         from compress.text.embedding_export import optimize_embedder
 
         return optimize_embedder(portable, target, model.config)
+
+
+def _refuse_other_offline_models(source: str) -> None:
+    """The offline image and decoder models are not encoders: say so before anything loads."""
+    from compress.errors import ModelLoadError
+    from compress.llm.models import OFFLINE_MODELS as DECODERS
+    from compress.tasks.image import OFFLINE as IMAGE_MODELS
+
+    if source in IMAGE_MODELS:
+        kind = "an image classifier"
+    elif source in DECODERS:
+        kind = "a text-generation model"
+    else:
+        return
+    raise ModelLoadError(
+        f"{source}: {kind}; text-embedding needs a text encoder (minilm-l6, or a "
+        "sentence-transformers or Hugging Face encoder folder)"
+    )
 
 
 TASK = TextEmbedding()

@@ -63,8 +63,7 @@ class TextGeneration(TokenizedTexts):
         }
     )
     objective = None  # its own passes train on next-token loss, validated by perplexity
-    report = "compress.run.report_generation:make_generation_report"
-    measurer = None  # perplexity, the zero-shot task and decode speed: its own report
+    measurer = "compress.benchmark.measurers:GENERATOR"  # perplexity, task, decode speed
     export_outputs = ("logits",)
     fused_onnx = True
     macs_key = "macs_per_token"

@@ -52,7 +52,6 @@ class ImageClassification:
         }
     )
     objective = "compress.passkit.objectives:LOGITS"
-    report = "compress.run.report_step:make_report"
     measurer = "compress.benchmark.measurers:CLASSIFIER"
     export_outputs = ("logits",)
     fused_onnx = False  # ONNX Runtime fuses Conv+BN+activation itself at load time

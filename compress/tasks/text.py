@@ -103,7 +103,6 @@ class TextClassification(TokenizedTexts, TransformerExport):
         }
     )
     objective = "compress.passkit.objectives:LOGITS"
-    report = "compress.run.report_step:make_report"
     measurer = "compress.benchmark.measurers:CLASSIFIER"
     export_outputs = ("logits",)
     recipe_sources: Mapping[str, str | None] = MappingProxyType(

@@ -164,3 +164,20 @@ def test_a_generation_model_is_refused_as_an_embedder(tmp_path: Path) -> None:
         load_recipe(_recipe(tmp_path, [{"export_onnx": {}}], data, folder))
     message = str(info.value)
     assert "text-generation model" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [("efficientnet-lite0", "an image classifier"), ("smollm2-135m", "a text-generation model")],
+)
+def test_other_tasks_offline_models_are_refused_in_one_line(
+    tmp_path: Path, source: str, kind: str
+) -> None:
+    data = write_labelled_csv(tmp_path, 20, seed=0)
+    recipe = _recipe(tmp_path, [{"export_onnx": {}}], data, tmp_path)
+    text = recipe.read_text().replace(f"source: {tmp_path}\n", f"source: {source}\n", 1)
+    recipe.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert message.startswith(f"{source}: {kind}") and "\n" not in message
