@@ -202,11 +202,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_passes(args: argparse.Namespace) -> int:
     from compress.recipe import describe_config
     from compress.recipe.registry import get_pass, pass_names
+    from compress.recipe.support import table
 
+    served = table()
     names = [args.name] if args.name else pass_names()
     for name in names:
         info = get_pass(name)
         print(f"{info.name}  ({'|'.join(info.accepts)} -> {info.produces})\n  {info.summary}")
+        tasks = [
+            f"{task}{' (its own)' if rows[name] == 'own' else ''}"
+            for task, rows in served.items()
+            if rows.get(name) in ("yes", "own")
+        ]
+        print(f"  tasks: {', '.join(tasks) or 'none'}")
         for option, default, description in describe_config(info.config):
             print(f"    {option:<20} {default:<22} {description}")
         print()

@@ -59,6 +59,16 @@ def test_passes_lists_every_pass(capsys: pytest.CaptureFixture[str]) -> None:
         for option, _, _ in describe_config(get_pass(name).config):
             assert f"    {option} " in out, (name, option)
     assert "calibration_samples" in out
+    # the tasks each pass serves come from the tasks' declared table
+    from compress.tasks import TASK_NAMES, get_task
+
+    task_lines = [line for line in out.splitlines() if line.startswith("  tasks: ")]
+    assert len(task_lines) == len(names)
+    for name, line in zip(names, task_lines, strict=True):
+        for task in TASK_NAMES:
+            row = get_task(task).support.get(name)
+            takes = row is not None and row.unavailable is None
+            assert (f" {task}" in line) == takes, (name, task, line)
 
 
 def test_report_on_non_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
