@@ -68,6 +68,23 @@ def predict(
     return out
 
 
+def runtime_outputs(
+    runtime: Runtime,
+    processor: Any,
+    encoded: Any,
+    task: Task,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """`runtime`'s output (logits, sentence vectors) for every encoded example, in input order."""
+
+    def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return np.asarray(runtime({k: np.asarray(v.numpy()) for k, v in batch.items()}))
+
+    return predict(fn, processor, encoded, task, batch_size, progress, desc)
+
+
 def evaluate(
     runtime: Runtime,
     processor: Any,
@@ -85,12 +102,10 @@ def evaluate(
     if len(split) == 0:
         raise DataError("the evaluation split is empty")
 
-    def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
-        return np.asarray(runtime({k: np.asarray(v.numpy()) for k, v in batch.items()}))
-
     encoded = task.encode(processor, split.inputs, max_length)
     desc = f"evaluate {runtime.name}"
-    predictions = predict(fn, processor, encoded, task, batch_size, progress, desc).argmax(-1)
+    outputs = runtime_outputs(runtime, processor, encoded, task, batch_size, progress, desc)
+    predictions = outputs.argmax(-1)
     labels = np.asarray(split.labels)
     return Evaluation(
         accuracy=accuracy(labels, predictions),

@@ -33,7 +33,7 @@ from compress.data import Dataset
 from compress.tasks import Task
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 KNN_TRAIN = 4000  # training texts embedded as kNN neighbours (a bounded cost per stage)
 NEIGHBOURS = 10
@@ -374,14 +374,10 @@ def _top_errors(step: StepResult, file: str | None, k: int = 5) -> list[dict[str
 def _embed(
     runtime: Any, processor: Any, inputs: Any, task: Task, max_length: int, progress: bool
 ) -> np.ndarray:
-    from compress.benchmark.evaluate import predict
+    from compress.benchmark.evaluate import runtime_outputs
 
     encoded = task.encode(processor, inputs, max_length)
-
-    def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
-        return np.asarray(runtime({k: np.asarray(v.numpy()) for k, v in batch.items()}))
-
-    return predict(fn, processor, encoded, task, 64, progress, f"embed {runtime.name}")
+    return runtime_outputs(runtime, processor, encoded, task, 64, progress, f"embed {runtime.name}")
 
 
 CLASSIFIER = ClassifierMeasurer()

@@ -87,7 +87,11 @@ def apply(artifact: Artifact, cfg: QatConfig, ctx: PassContext) -> Artifact:
     metric = objective.metric
     validate = objective.validator(model, processor, ctx)  # against the FP32 input model
     ctx.metrics[f"fp32_validation_{metric}"] = validate(model)[0]
-    reference = objective.targets(model, processor, val, ctx, "fp32 validation")
+    reference = (
+        objective.targets(model, processor, val, ctx, "fp32 validation")
+        if objective.scores_against_float
+        else None
+    )
     if cfg.distill:
         teacher = objective.targets(model, processor, ctx.data.train, ctx, "teacher")
         loss_fn = objective.distillation_loss(teacher, cfg.temperature, cfg.alpha)

@@ -44,6 +44,7 @@ class LogitsObjective:
 
     metric = "accuracy"
     supervised = True
+    scores_against_float = False  # a file is scored on the labels
 
     def outputs(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return forward_logits(model, dict(batch))
@@ -113,6 +114,7 @@ class EmbeddingObjective:
 
     metric = "cosine"
     supervised = False
+    scores_against_float = True  # a file is scored by cosine to the float model's vectors
     contrast_temperature = 0.05  # sharp enough that near neighbours compete, as in SimCSE
 
     def outputs(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -123,18 +125,16 @@ class EmbeddingObjective:
     ) -> torch.Tensor:
         import torch
 
-        from compress.benchmark.evaluate import predict
-
         encoded = ctx.task.encode(processor, split.inputs, ctx.max_length)
-        model.eval()
-        device = next(model.parameters()).device
-
-        def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
-            with torch.inference_mode():
-                moved = {k: v.to(device) for k, v in batch.items()}
-                return np.asarray(embeddings_of(model, moved).float().cpu().numpy())
-
-        vectors = predict(fn, processor, encoded, ctx.task, 64, ctx.progress, desc)
+        vectors = predict_logits(
+            model,
+            processor,
+            encoded,
+            ctx.task,
+            progress=ctx.progress,
+            desc=desc,
+            forward=embeddings_of,
+        )
         return torch.as_tensor(vectors)
 
     def supervised_loss(self) -> LossFn:
@@ -202,7 +202,7 @@ class EmbeddingObjective:
     ) -> float:
         """Mean cosine of the file's validation vectors to the float model's: `reference` is
         its float ONNX file, or that model's validation vectors."""
-        from compress.benchmark.evaluate import predict
+        from compress.benchmark.evaluate import runtime_outputs
         from compress.benchmark.runtimes import OrtRuntime
 
         if reference is None:
@@ -215,12 +215,8 @@ class EmbeddingObjective:
             runs.append((reference, False))
         for path, how in runs:
             runtime = OrtRuntime(path, threads=0, exact=how)
-
-            def fn(batch: dict[str, torch.Tensor], runtime: OrtRuntime = runtime) -> np.ndarray:
-                return runtime({k: np.asarray(v.numpy()) for k, v in batch.items()})
-
             try:
-                vectors.append(predict(fn, processor, encoded, ctx.task, 64, False, "score"))
+                vectors.append(runtime_outputs(runtime, processor, encoded, ctx.task, desc="score"))
             finally:
                 runtime.close()
         if not isinstance(reference, Path):

@@ -120,8 +120,10 @@ def predict_logits(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "predict",
+    forward: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """Logits of a PyTorch model for every encoded example, in input order."""
+    """Logits (or what `forward(model, batch)` returns) of a PyTorch model for every encoded
+    example, in input order."""
     import torch
 
     model.eval()
@@ -130,7 +132,7 @@ def predict_logits(
     def fn(batch: dict[str, torch.Tensor]) -> np.ndarray:
         with torch.inference_mode():
             moved = {k: v.to(device) for k, v in batch.items()}
-            return np.asarray(forward_logits(model, moved).float().cpu().numpy())
+            return np.asarray((forward or forward_logits)(model, moved).float().cpu().numpy())
 
     return predict(fn, processor, encoded, task, batch_size, progress, desc)
 

@@ -60,6 +60,7 @@ class Objective(Protocol):
 
     metric: str
     supervised: bool
+    scores_against_float: bool  # `score_file` needs the float model's outputs as `reference`
 
     def outputs(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """What the losses read of a model's output for `batch` (logits, embeddings)."""
