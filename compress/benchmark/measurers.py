@@ -219,7 +219,7 @@ class EmbedderMeasurer(ClassifierMeasurer):
 
         processor = load_processor(artifact, task)
         test = data.test.head(settings.eval_samples)
-        train = data.train.head(KNN_TRAIN) if data.labelled else None
+        train = data.train.head(KNN_TRAIN) if data.label_names else None  # kNN needs labels
         exact = scored_exactly(variant)
         runtime = open_runtime(artifact, variant, settings.threads, task, exact=exact)
         try:
@@ -246,6 +246,20 @@ class EmbedderMeasurer(ClassifierMeasurer):
             result["accuracy_method"] = EXACT_METHOD
         return result
 
+    def method(
+        self, first: StepResult, data: Dataset, settings: BenchmarkSettings, task: Task
+    ) -> dict[str, Any]:
+        if data.label_names:
+            return super().method(first, data, settings, task)
+        from compress.benchmark.measure import SCHEDULE
+        from compress.benchmark.stage import load_processor
+
+        processor = load_processor(first.artifact, task)  # no labels: no kNN, no majority class
+        return {
+            "example_shape": task.shape(processor, settings.sequence_length),
+            "latency_schedule": SCHEDULE,
+        }
+
     def finish(
         self, stages: list[dict[str, Any]], folders: list[Path], data: Dataset, settings: Any
     ) -> None:
@@ -259,7 +273,7 @@ class EmbedderMeasurer(ClassifierMeasurer):
         ]
         original = loaded[0]
         test = data.test.head(settings.eval_samples)
-        labels = data.labelled and "train" in original
+        labels = bool(data.label_names) and "train" in original
         train_labels = data.train.head(KNN_TRAIN).labels if labels else None
         for stage, mine in zip(stages, loaded, strict=True):
             scores = embedding_scores(

@@ -181,6 +181,9 @@ def _embedding_columns(report: dict[str, Any], columns: list[str]) -> None:
         columns[at:at] = list(EMBEDDING_COLUMNS)
         if not any(isinstance(s.get("macro_f1"), int | float) for s in report["stages"]):
             columns.remove("f1")
+        if not any(isinstance(s.get("accuracy"), int | float) for s in report["stages"]):
+            columns.remove("acc")  # texts without labels: no kNN accuracy
+            columns.remove("dacc")
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Text corpora for causal language models (the `text-generation` task).
+"""Texts whose labels are optional: corpora for causal language models, sentences to embed.
 
 A corpus is a list of texts, split like classification data (fixed seed) into
 train (what training passes read), validation (model selection) and test
@@ -8,7 +8,9 @@ column), the report also scores the model zero-shot as a classifier, by the
 log-likelihood of each label's word after a prompt (`data.prompt`,
 `data.label_words`). Sources: `rotten-tomatoes`, a `.txt` file (one text per
 non-empty line), `.csv/.tsv/.jsonl/.json/.parquet` (a text column, an
-optional label column), or a hub dataset id.
+optional label column), or a hub dataset id. Unprompted (`prompted=False`,
+sentences to embed), labelled data splits exactly as the classification reader
+splits it, so both see the same rows.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ ROTTEN_TOMATOES_WORDS = ["negative", "positive"]  # rotten, fresh
 DEFAULT_PROMPT = "{text}\nLabel:"
 
 
-def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
-    """The texts named by `spec`, split, with labels where the source has them."""
+def load_corpus(spec: DataSpec, base_dir: Path | None = None, prompted: bool = True) -> Dataset:
+    """The texts named by `spec`, split, with labels where the source has them.
+
+    `prompted`: note the zero-shot prompt and label words a language model is scored by.
+    """
     from compress.data.tables import (
         encode_labels,
         hub_rows,
@@ -42,6 +47,8 @@ def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
 
         texts, label_ids, names = load_rows()
         data = split_rows(spec, texts, np.asarray(label_ids, dtype=np.int64), names)
+        if not prompted:
+            return data
         return _with_prompt(data, spec, ROTTEN_TOMATOES_PROMPT, ROTTEN_TOMATOES_WORDS)
     path = local_path(spec.source, base_dir)
     if path.suffix.lower() == ".txt":
@@ -61,6 +68,8 @@ def load_corpus(spec: DataSpec, base_dir: Path | None = None) -> Dataset:
         return _unlabelled(spec, texts, where)
     labels, names = encode_labels(raw, spec.labels, where)
     data = split_rows(spec, texts, labels, names)
+    if not prompted:
+        return data
     return _with_prompt(data, spec, DEFAULT_PROMPT, names)
 
 

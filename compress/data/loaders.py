@@ -25,21 +25,22 @@ from compress.data.tables import (
 )
 from compress.errors import DataError
 
-Reader = Literal["texts", "images", "corpus"]
+Reader = Literal["texts", "images", "corpus", "sentences"]
 
 
 def load_dataset(spec: DataSpec, base_dir: Path | None = None, reader: Reader = "texts") -> Dataset:
     """Read the data named by `spec` and split it (fixed seed) into train/validation/test.
 
-    `reader` is the task's (`Task.data_reader`): labelled texts, images, or a corpus
-    of texts whose labels are optional.
+    `reader` is the task's (`Task.data_reader`): labelled texts, images, a corpus
+    of texts whose labels are optional (with the zero-shot prompt a language model
+    is scored by), or sentences whose labels are optional (no prompt).
     """
     if reader == "images":
         return _load_images(spec, base_dir)
-    if reader == "corpus":
+    if reader in ("corpus", "sentences"):
         from compress.data.corpus import load_corpus
 
-        return load_corpus(spec, base_dir)
+        return load_corpus(spec, base_dir, prompted=reader == "corpus")
     if spec.source == "rotten-tomatoes":
         from compress.data.rotten_tomatoes import load_rows
 

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from compress.artifacts import ModelInfo
+from compress.data.loaders import Reader
 
 if TYPE_CHECKING:  # `compress.tasks` is read by the CLI's parser: no numpy or torch at import
     import numpy as np
@@ -131,7 +132,7 @@ class Task(Protocol):
     export_outputs: tuple[str, ...]  # the outputs every ONNX file of the task carries
     fused_onnx: bool  # export_onnx also writes ONNX Runtime's fused graph (model_ort.onnx)
     macs_key: str  # the manifest key of `macs` (e.g. "matmul_macs_per_token")
-    data_reader: Literal["texts", "images", "corpus"]  # how `compress.data` reads its data
+    data_reader: Reader  # how `compress.data` reads its data
 
     def resolve(self, source: str, base_dir: Path | None = None) -> str:
         """A loadable location for a recipe's `model.source`."""

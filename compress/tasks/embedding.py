@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from compress.artifacts import ModelInfo, read_model_info
+from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.tasks.text import (
     EXAMPLES,
@@ -41,7 +42,7 @@ def _vectors_only(*options: str) -> dict[str, str]:
 
 class TextEmbedding(TokenizedTexts, TransformerExport):
     name = "text-embedding"
-    data_reader: Literal["texts", "images", "corpus"] = "texts"
+    data_reader: Reader = "sentences"  # labels optional: they add kNN accuracy
     input_kind = "texts"
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
         {"model": "minilm-l6", "data": "rotten-tomatoes"}

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from compress.artifacts import ModelInfo, read_model_info
+from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.tasks.text import HIDDEN_STATES, TokenizedTexts
 
@@ -23,7 +24,7 @@ BY_ACTIVATIONS = ("importance", "targets", "ignore", "min_heads")
 
 class TextGeneration(TokenizedTexts):
     name = "text-generation"
-    data_reader: Literal["texts", "images", "corpus"] = "corpus"
+    data_reader: Reader = "corpus"
     input_kind = "texts"
     recipe_sources: Mapping[str, str | None] = MappingProxyType(
         {"model": "smollm2-135m", "data": "rotten-tomatoes"}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compress.artifacts import ModelInfo
+from compress.data.loaders import Reader
 from compress.errors import ModelLoadError
 from compress.tasks.base import Support
 from compress.tasks.text import EXAMPLES, HIDDEN_STATES, NOT_WEIGHT_ONLY, RECOVERY_EXAMPLES
@@ -22,7 +23,7 @@ OFFLINE = ("mnist-cnn", "efficientnet-lite0")
 
 class ImageClassification:
     name = "image-classification"
-    data_reader: Literal["texts", "images", "corpus"] = "images"
+    data_reader: Reader = "images"
     input_kind = "images"
     recipe_sources: Mapping[str, str | None] = MappingProxyType({"model": None, "data": None})
     source_hints: Mapping[str, str] = MappingProxyType(

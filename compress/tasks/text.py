@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compress.artifacts import ModelInfo, read_model_info
+from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.text import tokens
 
@@ -87,7 +88,7 @@ class TransformerExport:
 
 class TextClassification(TokenizedTexts, TransformerExport):
     name = "text-classification"
-    data_reader: Literal["texts", "images", "corpus"] = "texts"
+    data_reader: Reader = "texts"
     input_kind = "texts"
     support: Mapping[str, Support] = MappingProxyType(
         {

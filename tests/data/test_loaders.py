@@ -7,6 +7,7 @@ import pytest
 from compress.data.loaders import encode_labels, load_dataset
 from compress.data.spec import DataSpec
 from compress.errors import DataError
+from tests.conftest import write_labelled_csv
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -110,3 +111,34 @@ def test_offline_rotten_tomatoes_is_the_real_corpus() -> None:
     total = np.concatenate([data.train.labels, data.validation.labels, data.test.labels])
     assert int(total.sum()) == 7403  # fresh snippets in the corpus
     assert all(isinstance(t, str) and t for t in data.test.texts)
+
+
+def test_sentences_split_labelled_data_as_the_classification_reader_does(tmp_path: Path) -> None:
+    """Embedders read labels where there are some: the same rows as a classifier, no prompt."""
+    for spec in (
+        DataSpec(),
+        DataSpec(
+            source=str(write_labelled_csv(tmp_path, 120, seed=1)), validation_size=10, test_size=20
+        ),
+    ):
+        texts = load_dataset(spec, reader="texts")
+        sentences = load_dataset(spec, reader="sentences")
+        assert sentences.key == texts.key
+        assert sentences.test.inputs == texts.test.inputs
+        assert list(sentences.test.labels) == list(texts.test.labels)
+        assert sentences.label_names == texts.label_names
+        assert "prompt" not in sentences.notes
+
+
+def test_sentences_take_unlabelled_texts_that_the_classification_reader_refuses(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "texts.csv"
+    path.write_text("text\n" + "".join(f"sentence number {i}\n" for i in range(50)))
+    spec = DataSpec(source=str(path), validation_size=5, test_size=10)
+    with pytest.raises(DataError, match="label"):
+        load_dataset(spec, reader="texts")
+    data = load_dataset(spec, reader="sentences")
+    assert data.label_names == [] and set(data.test.labels.tolist()) == {-1}
+    assert len(data.test.inputs) == 10
+    assert len(data.train.inputs) + len(data.validation.inputs) + 10 == 50

@@ -181,3 +181,25 @@ def test_other_tasks_offline_models_are_refused_in_one_line(
         load_recipe(recipe)
     message = str(info.value)
     assert message.startswith(f"{source}: {kind}") and "\n" not in message
+
+
+def test_unlabelled_texts_are_embedded_and_scored_without_knn(tmp_path: Path) -> None:
+    """A plain text file (one text per line, no labels) runs; the report leaves kNN out."""
+    from compress.run.runner import run_recipe
+    from tests.conftest import make_texts
+
+    model = _tiny_embedder(tmp_path / "model")
+    texts, _ = make_texts(200, seed=5)
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(texts) + "\n\n")  # a blank line is not a text
+    passes = [{"distill": {"layers": 1, "epochs": 1, "batch_size": 16}}, {"export_onnx": {}}]
+    run = tmp_path / "run"
+    run_recipe(load_recipe(_recipe(tmp_path, passes, data, model)), run, progress=False)
+    report = json.loads((run / "report.json").read_text())
+    exported = report["stages"][-1]
+    assert 0 < exported["neighbour_recall_at_10"] <= 1
+    assert 0 < exported["cosine_mean"] <= 1 + 1e-6
+    assert all("knn_accuracy" not in s for s in report["stages"])
+    assert "accuracy_name" not in report["method"] and "majority_class" not in report["method"]
+    header = (run / "report.md").read_text().splitlines()[2]
+    assert "Recall@10" in header and "Accuracy" not in header and "Δacc" not in header
