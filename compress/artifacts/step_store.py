@@ -6,7 +6,10 @@ of `compress search`: the same fine-tuned teacher, the same distilled
 student) compute it once: the first run keeps its finished step here, the
 others link it into their own run folder. Files are hard-linked where the
 filesystem allows (no extra space), else copied; a kept step is used only
-while every file its manifest recorded is unchanged.
+while every file its manifest recorded is unchanged. Several processes may
+keep the same step at once: each links it into its own hidden folder and
+renames it into place; the first rename wins and the others drop their copy,
+so a stored step is always whole and never replaced.
 
     store/
       3f2a.../   a finished step folder (manifest.json and its files), by key
@@ -14,11 +17,17 @@ while every file its manifest recorded is unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from compress.artifacts.files import link_or_copy
 from compress.artifacts.step import StepResult, finished_step, step_writer
+from compress.errors import OutputError
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -63,5 +72,31 @@ class StepStore:
         target = self._folder(key)
         if finished_step(target) is not None:
             return
-        with step_writer(target) as work:
-            _link_tree(step.folder, work)
+        partial = target.with_name(f".{key}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            partial.mkdir(parents=True)
+            _link_tree(step.folder, partial)
+            _publish(partial, target)
+        except OSError as exc:
+            if OutputError.caused(exc, self.path):
+                raise OutputError.from_os_error(exc, target) from None
+            raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Rename `partial` to `target`, unless another process stored a finished step there first."""
+    for _ in range(3):
+        try:
+            os.rename(partial, target)  # refused when `target` is a folder with files
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if finished_step(target) is not None:
+            return  # another writer won; its copy is as good as ours
+        stale = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(FileNotFoundError):  # an unfinished leftover: move it aside
+            os.rename(target, stale)
+        shutil.rmtree(stale, ignore_errors=True)

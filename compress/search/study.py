@@ -3,19 +3,24 @@
 Objectives: validation accuracy (up) and, by `objective`, the batch latency
 ratio to the original, the size ratio, or both (down); a trial whose
 validation accuracy is more than `max_drop` points below the original's is
-infeasible (an Optuna constraint). Trials run one at a time on this machine,
-so the latency they measure is comparable.
+infeasible (an Optuna constraint). Latency is a ratio timed interleaved with
+the original inside each trial, so trials of several workers stay comparable.
 
-The study lives in `OUT/study.journal` (Optuna's journal storage): a search
-stopped at any point resumes with the same command. A trial that was running
-is asked again with the same values (its finished steps and, when it got that
-far, its score are reused), and the sampler is seeded by the number of trials
-finished, so a resumed search samples what an uninterrupted one would have.
+The study lives in a storage (`compress.search.storage`; by default
+`OUT/study.journal`) that any number of workers share: holding the search
+folder's lock, a worker counts the trials finished, running and queued
+against `--trials` / `--budget` (every worker's time), asks for the next one,
+and records who runs it. A search stopped at any point resumes with the same
+command. A trial that was running is asked again with the same values (its
+finished steps and, when it got that far, its score are reused), and the
+sampler is seeded by the number of trials finished, so a resumed
+single-worker search samples what an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,6 @@ if TYPE_CHECKING:
     import optuna
 
 Objective = Literal["latency", "size", "both"]
-STUDY = "study.journal"
 HAND_WRITTEN = "hand_written"
 
 
@@ -62,18 +66,25 @@ def objective_values(
     return [float(score["val_accuracy"]), *picked]
 
 
-def open_study(out: Path, objective: Objective, fingerprint: dict[str, Any]) -> optuna.Study:
-    """The search's study in `out`, created or resumed (refused when it searched something else)."""
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    out: Path,
+    objective: Objective,
+    fingerprint: dict[str, Any],
+) -> optuna.Study:
+    """The search's study `name` in `storage`, created or resumed (refused when it searched
+    something else)."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # multivariate TPE and constraints are marked experimental; the search relies on both
+    # multivariate TPE, constraints and heartbeats are marked experimental; the search uses them
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = JournalStorage(JournalFileBackend(str(out / STUDY)))
+    # a worker asks and tells (so that it counts trials under the search lock) and records
+    # heartbeats itself, which Optuna warns about
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     study = optuna.create_study(
-        storage=storage, study_name="search", directions=directions(objective), load_if_exists=True
+        storage=storage, study_name=name, directions=directions(objective), load_if_exists=True
     )
     key = hash_json(fingerprint)
     known = study.user_attrs.get("fingerprint")
@@ -98,19 +109,9 @@ def sampler(seed: int, constrained: bool) -> optuna.samplers.BaseSampler:
         seed=seed,
         n_startup_trials=5,
         multivariate=True,
+        constant_liar=True,  # other workers' running trials: sample away from them
         constraints_func=constraints if constrained else None,
     )
-
-
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Fail the trials a stopped search left running, and ask for their values again."""
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs))
-    return len(stale)
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -127,7 +128,45 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def spent_seconds(study: optuna.Study) -> list[float]:
-    return [float(t.user_attrs.get("seconds", 0.0)) for t in study.get_trials(deepcopy=False)]
+    """Seconds each trial took, every worker's; a running trial's so far."""
+    from optuna.trial import TrialState
+
+    now = time.time()
+    spent = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.RUNNING and trial.datetime_start is not None:
+            spent.append(max(0.0, now - trial.datetime_start.timestamp()))
+        else:
+            spent.append(float(trial.user_attrs.get("seconds", 0.0)))
+    return spent
+
+
+Next = Literal["ask", "wait", "done"]
+
+
+def next_move(study: optuna.Study, limits: Limits) -> Next:
+    """Whether a worker asks for a trial, waits for the running ones (one may be retried),
+    or is done. Call it holding the search lock, so that workers count the same trials."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    ended = [float(t.user_attrs.get("seconds", 0)) for t in finished(study)]
+    typical = statistics.median(s for s in ended if s > 0) if any(ended) else 0.0
+    seconds = spent_seconds(study)
+    # a running trial is expected to take the typical time, at least
+    expected = sum(seconds) + sum(
+        max(0.0, typical - s)
+        for t, s in zip(trials, seconds, strict=True)
+        if t.state == TrialState.RUNNING
+    )
+    counted = len(finished(study)) + running + waiting
+    if waiting and (limits.budget_s is None or expected < limits.budget_s):
+        return "ask"  # an enqueued trial (hand-written, or retried) is part of the count
+    if not limits.done(counted, expected, typical):
+        return "ask"
+    return "wait" if running else "done"
 
 
 def search_loop(
@@ -139,45 +178,80 @@ def search_loop(
     limits: Limits,
     original_bytes: int,
     progress: bool,
+    poll_s: float = 5.0,
 ) -> None:
-    """Ask, run and tell trials until `limits` say stop."""
+    """Ask, run and tell trials until `limits` say stop and no other worker's trial runs."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
 
-    done = finished(study)
-    with tqdm(total=limits.trials, initial=len(done), disable=not progress, unit="trial") as bar:
+    from compress.search.locks import SEARCH_LOCK, hold
+    from compress.search.storage import (
+        BOOT,
+        WORKER,
+        beat,
+        boot_id,
+        heartbeats,
+        retry_dead_trials,
+        this_worker,
+    )
+
+    with tqdm(total=limits.trials, disable=not progress, unit="trial") as bar:
         while True:
-            done = finished(study)
-            seconds = spent_seconds(study)
-            typical = statistics.median(s for s in seconds if s > 0) if any(seconds) else 0.0
-            if limits.done(len(done), sum(seconds), typical):
+            with hold(setup.out / SEARCH_LOCK):
+                if retry_dead_trials(study):
+                    print("retrying: a trial whose worker stopped is asked again with its values")
+                move = next_move(study, limits)
+                if move == "ask":
+                    done = finished(study)
+                    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    seed = limits.seed + len(done) + 7919 * len(running)
+                    study.sampler = sampler(seed, setup.floor is not None)
+                    trial = study.ask()
+                    beat(study, trial)  # before anything slow: no worker takes it for silent
+                    values = {knob.key: knob.suggest(trial) for knob in space.knobs}
+                    trial.set_user_attr(BOOT, boot_id())
+                    trial.set_user_attr(WORKER, this_worker())  # its values are recorded now
+            if move == "done":
                 break
-            study.sampler = sampler(limits.seed + len(done), setup.floor is not None)
-            trial = study.ask()
-            values = {knob.key: knob.suggest(trial) for knob in space.knobs}
-            data = trial_data(space.apply(raw, values), setup.stage)
-            bar.set_description(f"trial {trial.number}")
-            outcome = run_config(setup, data, f"trial-{trial.number:03d}")
-            _record(trial, outcome, values, setup)
-            if outcome.score:
-                study.tell(trial, objective_values(outcome.score, original_bytes, objective))
-            else:
-                state = TrialState.PRUNED if outcome.stopped else TrialState.FAIL
-                study.tell(trial, state=state)
-            bar.update(1)
+            if move == "wait":
+                time.sleep(poll_s)
+                continue
+            with heartbeats(study, trial):
+                data = trial_data(space.apply(raw, values), setup.stage)
+                bar.set_description(f"trial {trial.number}")
+                outcome = run_config(setup, data, f"trial-{trial.number:03d}")
+            try:
+                _record(trial, outcome, values, setup, original_bytes)
+                if outcome.score:
+                    study.tell(trial, objective_values(outcome.score, original_bytes, objective))
+                else:
+                    state = TrialState.PRUNED if outcome.stopped else TrialState.FAIL
+                    study.tell(trial, state=state)
+            except UpdateFinishedTrialError:  # its heartbeats were missed: a retry runs it
+                print(f"trial {trial.number} was given up as silent; its retry counts instead")
+            bar.n = len(finished(study))
             bar.set_postfix_str(_status(study, limits, objective))
 
 
-def _record(trial: optuna.Trial, outcome: Outcome, values: dict[str, Any], setup: Setup) -> None:
+def _record(
+    trial: optuna.Trial, outcome: Outcome, values: dict[str, Any], setup: Setup, base: int
+) -> None:
+    """The trial's user attributes (what optuna-dashboard shows; see the README)."""
     trial.set_user_attr("values", values)
     trial.set_user_attr("folder", str(outcome.folder.relative_to(setup.out)))
     trial.set_user_attr("seconds", round(outcome.seconds, 1))
+    trial.set_user_attr("reused_score", outcome.reused)
     if outcome.score:
         trial.set_user_attr("score", outcome.score)
+        trial.set_user_attr("val_accuracy", float(outcome.score["val_accuracy"]))
+        trial.set_user_attr("latency_ratio", float(outcome.score["latency_ratio"]))
+        trial.set_user_attr("size_ratio", float(outcome.score["size_bytes"]) / base)
         floor = setup.floor if setup.floor is not None else 0.0
         trial.set_user_attr("constraint", floor - float(outcome.score["val_accuracy"]))
     if outcome.stopped:
         trial.set_user_attr("stopped", outcome.stopped)
+        trial.set_user_attr("stopped_at", outcome.stopped.split(":", 1)[0])
         trial.set_user_attr("constraint", 1.0)
     if outcome.error:
         trial.set_user_attr("error", outcome.error)

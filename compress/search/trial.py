@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from compress.errors import CompressError, UserError
 from compress.recipe import Recipe, load_recipe
 from compress.run.report_step import CPU_RUNTIMES, original_index
 from compress.run.runner import run_recipe
+from compress.search.locks import TRIAL_LOCK, hold
 from compress.tasks import Task
 
 SCORE = "score.json"
@@ -96,6 +98,7 @@ class Outcome:
     stopped: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    reused: bool = False  # the score was measured before (the same values, asked again)
 
 
 def absolute_sources(raw: Any, resolved: dict[str, Any]) -> dict[str, Any]:
@@ -121,20 +124,38 @@ def trial_id(data: dict[str, Any]) -> str:
 
 
 def run_config(setup: Setup, data: dict[str, Any], label: str) -> Outcome:
-    """Run one trial recipe (`data`) to its last pass and score it on the validation split."""
+    """Run one trial recipe (`data`) to its last pass and score it on the validation split.
+
+    A worker that asks for values another worker is running waits for it (the
+    trial folder's lock), then reuses its score.
+    """
     started = time.time()
-    ident = trial_id(data)
-    folder = setup.out / "trials" / ident
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {**data, "name": f"{setup.recipe.name}-{label}"}
-    recipe_file = folder / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    folder = setup.out / "trials" / trial_id(data)
+    with hold(folder / TRIAL_LOCK):
+        outcome = _run_config(setup, data, label, folder)
+    outcome.seconds = time.time() - started
+    return outcome
+
+
+def _run_config(setup: Setup, data: dict[str, Any], label: str, folder: Path) -> Outcome:
+    started = time.time()
+    # the same values asked again (another trial number, another name) reuse the score
     score_key = hash_json(
         {"recipe": data, "settings": setup.settings.model_dump(), "v": __version__}
     )
+    data = {**data, "name": f"{setup.recipe.name}-{label}"}
+    recipe_file = folder / "recipe.yaml"
+    if not recipe_file.is_file():  # the first trial of these values names the folder's recipe
+        partial = folder / ".recipe.yaml.tmp"
+        partial.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(partial, recipe_file)
     cached = read_json(folder / SCORE)
-    if isinstance(cached, dict) and cached.get("key") == score_key:
-        return Outcome(folder, cached["score"], seconds=time.time() - started)
+    if (
+        isinstance(cached, dict)
+        and cached.get("key") == score_key
+        and finished_step(Path(cached["score"]["stage"])) is not None  # not reclaimed
+    ):
+        return Outcome(folder, cached["score"], reused=True)
     recipe = load_recipe(recipe_file)
     original_at = original_index(recipe)
 
@@ -168,15 +189,15 @@ def run_config(setup: Setup, data: dict[str, Any], label: str) -> Outcome:
             )
         except TrialStopped as exc:
             print(f"stopped: {exc}")
-            return Outcome(folder, stopped=str(exc), seconds=time.time() - started)
+            return Outcome(folder, stopped=str(exc))
         except CompressError as exc:  # values the space allows one by one, refused together
             print(f"error: {exc}")
-            return Outcome(folder, error=str(exc), seconds=time.time() - started)
+            return Outcome(folder, error=str(exc))
     stage = scored_stage(results[-1])
     score = _score(setup, stage)
     seconds = time.time() - started
     write_json_atomic(folder / SCORE, {"key": score_key, "score": score, "seconds": seconds})
-    return Outcome(folder, score, seconds=seconds)
+    return Outcome(folder, score)
 
 
 def scored_stage(step: StepResult) -> Stage:
