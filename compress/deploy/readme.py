@@ -22,20 +22,51 @@ def trtexec_shapes(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def trtexec_script(manifest: dict[str, Any]) -> str:
-    """The `trtexec` command that builds the same engine as build_engine.py."""
+    """The `trtexec` command that builds the same engine as build_engine.py.
+
+    A bad argument, a missing ONNX file or no trtexec is answered with one line on
+    stderr that says what to do, and exit code 2; a failed build with trtexec's status.
+    """
     engine = manifest["engine"]
+    model = manifest["model"]["file"]
     flags = {"int8": " --int8", "fp16": " --fp16", "fp32": ""}[engine["precision"]]
     shapes = " ".join(f"--{k}={v}" for k, v in trtexec_shapes(manifest).items())
     return (
         "#!/bin/sh\n"
         "# The same engine as build_engine.py, with NVIDIA's trtexec (JetPack:\n"
         "# /usr/src/tensorrt/bin/trtexec). --int8 on Q/DQ: its own scales, no calibrator.\n"
+        "# Further trtexec --flags pass on (./build_engine.sh --verbose); TRTEXEC picks one.\n"
         "set -e\n"
         'cd "$(dirname "$0")"\n'
+        'for arg in "$@"; do\n'
+        '  case "$arg" in\n'
+        "    --*) ;;\n"
+        "    *) echo \"error: unexpected argument '$arg': build_engine.sh passes only trtexec "
+        '--flags on (e.g. --verbose)" >&2; exit 2 ;;\n'
+        "  esac\n"
+        "done\n"
+        f"if [ ! -f {model} ]; then\n"
+        f'  echo "error: $(pwd)/{model}: no such file; unpack the whole bundle and run it '
+        'there" >&2\n'
+        "  exit 2\n"
+        "fi\n"
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
-        f'"$TRTEXEC" --onnx={manifest["model"]["file"]} --saveEngine=model.engine{flags} \\\n'
+        'if [ ! -x "$TRTEXEC" ]; then\n'
+        '  echo "error: no trtexec at $TRTEXEC: install TensorRT (JetPack has '
+        "/usr/src/tensorrt/bin/trtexec), set TRTEXEC=/path/to/trtexec, or run python3 "
+        'build_engine.py" >&2\n'
+        "  exit 2\n"
+        "fi\n"
+        f'if "$TRTEXEC" --onnx={model} --saveEngine=model.engine{flags} \\\n'
         f"  {shapes} \\\n"
-        f'  --memPoolSize=workspace:{engine["workspace_mb"]} "$@"\n'
+        f'  --memPoolSize=workspace:{engine["workspace_mb"]} "$@"; then\n'
+        '  echo "model.engine: built with $TRTEXEC"\n'
+        "else\n"
+        "  status=$?\n"
+        '  echo "error: trtexec failed (exit $status): its messages above say why; python3 '
+        'build_engine.py builds the same engine" >&2\n'
+        '  exit "$status"\n'
+        "fi\n"
     )
 
 

@@ -185,6 +185,7 @@ def make_report(
         input_kind=task.input_kind,
         recipe=str(recipe.file),
         recipe_name=recipe.name,
+        model=recipe.doc.model.source,
         max_length=max_length,
         data={"source": data.source, "test_rows": len(data.test), "key": data.key},
         **measurer.method(selected[0][0], data, settings, task),

@@ -198,7 +198,7 @@ def front_plot(pareto: dict[str, Any], path: Path) -> bool:
 
 def write_outputs(out: Path, pareto: dict[str, Any], trials: list[dict[str, Any]]) -> list[Path]:
     """trials.json, pareto.json, pareto.png, report.md and report.html in `out`."""
-    from compress.benchmark.report_html import render_html
+    from compress.search.page import search_page
 
     write_json_atomic(out / "trials.json", trials)
     pareto = {**pareto, "machine": pareto.get("machine") or machine_info()}
@@ -207,7 +207,7 @@ def write_outputs(out: Path, pareto: dict[str, Any], trials: list[dict[str, Any]
     (out / "report.md").write_text(markdown, encoding="utf-8")
     png = out / "pareto.png"
     drawn = front_plot(pareto, png)
-    html = render_html(markdown, png if drawn else None, title="compress search")
+    html = search_page(pareto, markdown, png if drawn else None)
     (out / "report.html").write_text(html, encoding="utf-8")
     written = [out / "trials.json", out / "pareto.json", out / "report.md", out / "report.html"]
     return written + ([png] if drawn else [])

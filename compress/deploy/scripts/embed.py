@@ -9,7 +9,9 @@ L2-normalizes: its output `sentence_embedding` [texts, dim] is what is written.
     python embed.py --file texts.txt --out embeddings.jsonl    # {"text", "embedding"} lines
 
 `--file` holds one text per line (blank lines are skipped). Defaults (model file,
-max length) come from `manifest.json` beside this script when it is there.
+max length) come from `manifest.json` beside this script when it is there. A
+missing package or file or a bad argument is answered with one line on stderr
+that says what to do, and exit code 2.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = "sentence_embedding"
 DEFAULT_MAX_LENGTH = 512
 
 
+REQUIREMENTS = "pip install onnxruntime tokenizers numpy"
+
+
 class Failure(Exception):
     """A problem to report in one line on stderr (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), not with its usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Failure(f"{message} (python {Path(sys.argv[0]).name} --help lists the options)")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -153,7 +165,7 @@ def summary(texts: list[str], embeddings: Any, shown: int = 5) -> str:
 
 
 def run(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = Parser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", help="ONNX file (default: the manifest's, else model.onnx)")
     parser.add_argument("--tokenizer", help="tokenizer.json (default: the one beside embed.py)")
     parser.add_argument("--max-length", type=int, help="tokens per text (default: manifest's)")
@@ -167,6 +179,8 @@ def run(argv: list[str] | None) -> int:
     manifest = read_manifest(HERE)
     if args.batch_size < 1:
         raise Failure(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.threads < 0:
+        raise Failure(f"--threads must be at least 0 (got {args.threads})")
     max_length = args.max_length or int(manifest.get("max_length") or DEFAULT_MAX_LENGTH)
     if max_length < 2:
         raise Failure(f"--max-length must be at least 2 (got {max_length})")
@@ -197,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"error: {exc.name or exc} is not installed here: {REQUIREMENTS}", file=sys.stderr)
         return 2
 
 

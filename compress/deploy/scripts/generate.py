@@ -8,6 +8,9 @@ prompt runs once, then one token per step.
 
     python generate.py "The capital of France is" --max-new-tokens 32
     python generate.py --chat "Write a haiku about the sea."
+
+A missing package or file or a bad argument is answered with one line on
+stderr that says what to do, and exit code 2.
 """
 
 from __future__ import annotations
@@ -17,12 +20,32 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ATTENTION = "compress.attention"  # model metadata: the graph's attention is GroupQueryAttention
+REQUIREMENTS = "pip install onnxruntime tokenizers numpy"
+
+
+class Failure(SystemExit):
+    """A problem to report in one line on stderr (exit 2 from `main`)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), not with its usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Failure(f"{message} (python {Path(sys.argv[0]).name} --help lists the options)")
+
+
+def need(path: Path, what: str) -> Path:
+    """`path`, or a Failure naming it when it is not a file."""
+    if not path.is_file():
+        raise Failure(f"{path}: no such file; {what}")
+    return path
 
 
 def _past_name(present: str) -> str:
@@ -30,6 +53,8 @@ def _past_name(present: str) -> str:
 
 
 def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    import numpy as np
+
     if temperature <= 0:
         return int(logits.argmax())
     p = np.exp((logits - logits.max()) / temperature)
@@ -50,6 +75,7 @@ def generate(
     per tensor for the whole generation, bound as past and present; others take each step's
     present as the next past.
     """
+    import numpy as np
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
@@ -110,12 +136,13 @@ def chat_prompt(folder: Path, text: str) -> str:
         else config.get("chat_template")
     )
     if not isinstance(template, str):
-        raise SystemExit("error: --chat: this model has no chat template (chat_template.jinja)")
+        raise Failure(
+            "--chat: this model has no chat template (chat_template.jinja); leave --chat out"
+        )
     try:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
-        message = "error: --chat renders the chat template with jinja2: pip install jinja2"
-        raise SystemExit(message) from None
+        raise Failure("--chat renders the chat template with jinja2: pip install jinja2") from None
 
     def special(name: str) -> str:
         value = config.get(name)
@@ -130,12 +157,8 @@ def chat_prompt(folder: Path, text: str) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    manifest = json.loads((HERE / "manifest.json").read_text(encoding="utf-8"))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(argv: list[str] | None) -> int:
+    parser = Parser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
@@ -145,7 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         "--chat", action="store_true", help="wrap the prompt in the model's chat template"
     )
     args = parser.parse_args(argv)
-    tokenizer = Tokenizer.from_file(str(HERE / "tokenizer.json"))
+    for flag, value, least in (
+        ("--max-new-tokens", args.max_new_tokens, 1),
+        ("--temperature", args.temperature, 0),
+        ("--threads", args.threads, 0),
+    ):
+        if value < least:
+            parser.error(f"{flag} must be at least {least} (got {value})")
+    manifest_file = need(HERE / "manifest.json", "unpack the whole bundle and run it there")
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise Failure(f"{manifest_file}: cannot read it ({exc}); unpack the bundle again") from None
+    tokenizer_file = need(HERE / "tokenizer.json", "unpack the whole bundle")
+    model = need(HERE / manifest["model"]["file"], "unpack the whole bundle")
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_truncation()  # a saved tokenizer may carry the truncation it was last used with
     tokenizer.no_padding()
     if args.chat:  # the template writes the special tokens itself
@@ -154,17 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         prompt = tokenizer.encode(args.prompt).ids
     context = int(manifest["context_length"])
     if len(prompt) + args.max_new_tokens > context:
-        print(
-            f"error: the prompt has {len(prompt)} tokens; with --max-new-tokens "
-            f"{args.max_new_tokens} that is more than the model's context of {context} tokens",
-            file=sys.stderr,
+        raise Failure(
+            f"the prompt has {len(prompt)} tokens; with --max-new-tokens "
+            f"{args.max_new_tokens} that is more than the model's context of {context} tokens"
         )
-        return 2
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
-    session = ort.InferenceSession(
-        str(HERE / manifest["model"]["file"]), options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     eos = set(manifest.get("eos_token_ids", []))
     tokens, first, rest = generate(session, prompt, args.max_new_tokens, eos, args.temperature)
     print(" ".join(map(str, tokens)) if args.ids else tokenizer.decode(tokens))
@@ -175,6 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except Failure as exc:
+        message = " ".join(str(exc.code).split())
+    except ImportError as exc:
+        message = f"{exc.name or exc} is not installed here: {REQUIREMENTS}"
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ Runs with ONNX Runtime (`pip install -r requirements.txt`) unless an engine
 `tensorrt` and PyTorch with CUDA for the GPU buffers, both part of a JetPack
 setup). Preprocessing
 follows the bundle's tokenizer.json or preprocessor_config.json, as in training.
+
+A missing package or file, an engine this GPU cannot run or a bad argument is
+answered with one line on stderr that says what to do, and exit code 2.
 """
 
 from __future__ import annotations
@@ -17,9 +20,42 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 HERE = Path(__file__).resolve().parent
+REQUIREMENTS = "pip install -r requirements.txt"
+
+
+class Failure(Exception):
+    """A problem to report in one line on stderr (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), not with its usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Failure(f"{message} (python3 {Path(sys.argv[0]).name} --help lists the options)")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """manifest.json of the bundle, or a Failure saying to unpack the whole bundle."""
+    file = folder / "manifest.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Failure(f"{file}: no such file; unpack the whole bundle and run it there") from None
+    except (OSError, ValueError) as exc:
+        raise Failure(f"{file}: cannot read it ({exc}); unpack the bundle again") from None
+    if not isinstance(data, dict):
+        raise Failure(f"{file}: not a bundle manifest; unpack the bundle again")
+    return data
+
+
+def need(path: Path, what: str) -> Path:
+    """`path`, or a Failure naming it when it is not a file."""
+    if not path.is_file():
+        raise Failure(f"{path}: no such file; {what}")
+    return path
 
 
 def text_feeds(texts: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +63,7 @@ def text_feeds(texts: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(HERE / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(need(HERE / "tokenizer.json", "unpack the whole bundle")))
     tokenizer.enable_truncation(max_length=int(manifest["max_length"]))
     pad = manifest.get("pad_token", "[PAD]")
     tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
@@ -45,7 +81,8 @@ def image_feeds(paths: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    config = json.loads((HERE / "preprocessor_config.json").read_text())
+    config_file = need(HERE / "preprocessor_config.json", "unpack the whole bundle")
+    config = json.loads(config_file.read_text())
     size = config["size"]  # compress's form: an int; transformers' form: {"height", "width"}
     size = int(size["height"] if isinstance(size, dict) else size)
     mean_values = config.get("mean", config.get("image_mean"))
@@ -54,7 +91,12 @@ def image_feeds(paths: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     std = np.asarray(config.get("std", config.get("image_std")), dtype=np.float32)[:, None, None]
     batch = np.empty((len(paths), channels, size, size), dtype=np.float32)
     for i, path in enumerate(paths):
-        with Image.open(path) as opened:
+        need(Path(path), "give image files that exist (a text model takes texts)")
+        try:
+            opened = Image.open(path)
+        except OSError as exc:
+            raise Failure(f"{path}: not an image Pillow reads ({exc})") from None
+        with opened:
             image = opened.convert("L" if channels == 1 else "RGB")
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
@@ -72,7 +114,8 @@ def run_onnxruntime(feeds: dict[str, Any], manifest: dict[str, Any], cpu_only: b
     providers = [p for p in wanted if p in ort.get_available_providers()]
     if cpu_only:
         providers = ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(HERE / manifest["model"]["file"]), providers=providers)
+    model = need(HERE / manifest["model"]["file"], "unpack the whole bundle")
+    session = ort.InferenceSession(str(model), providers=providers)
     return session.run(None, feeds)[0]
 
 
@@ -80,6 +123,8 @@ def run_tensorrt(feeds: dict[str, Any], engine_file: Path) -> Any:
     """Run the engine on the GPU with `trt_exec.py` (the runner compress benchmarks with)."""
     import importlib
 
+    need(engine_file, "build it first: python3 build_engine.py (or ./build_engine.sh)")
+    need(HERE / "trt_exec.py", "unpack the whole bundle")
     sys.path.insert(0, str(HERE))
     import trt_exec
 
@@ -90,22 +135,28 @@ def run_tensorrt(feeds: dict[str, Any], engine_file: Path) -> Any:
         except ImportError:
             continue
     else:
-        raise SystemExit("no TensorRT Python module: install JetPack's tensorrt, or tensorrt-rtx")
+        raise Failure(
+            "no TensorRT Python module here: install JetPack's tensorrt (or pip install "
+            "tensorrt-rtx-cu13), or run on the CPU with --runtime onnxruntime"
+        )
     try:
         engine = trt_exec.EngineRunner(trt, engine_file.read_bytes())
         outputs = engine(feeds)
     except trt_exec.EngineError as exc:
-        raise SystemExit(f"{engine_file.name}: {exc}") from None
+        raise Failure(
+            f"{engine_file.name}: {exc}; rebuild it here with python3 build_engine.py, or "
+            "run on the CPU with --runtime onnxruntime"
+        ) from None
     return outputs["logits"] if "logits" in outputs else outputs[engine.output_names[0]]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print a label for each text or image")
+def run(argv: list[str] | None) -> int:
+    parser = Parser(description="Print a label for each text or image")
     parser.add_argument("inputs", nargs="+", help="texts (text model) or image files")
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
     parser.add_argument("--cpu", action="store_true", help="ONNX Runtime on the CPU only")
     args = parser.parse_args(argv)
-    manifest: dict[str, Any] = json.loads((HERE / "manifest.json").read_text())
+    manifest = read_manifest(HERE)
     import numpy as np
 
     if "pixel_values" in manifest["model"]["inputs"]:  # an image model
@@ -128,6 +179,22 @@ def main(argv: list[str] | None = None) -> int:
         best = int(row.argmax())
         print(f"{labels[best]}\t{row[best]:.3f}\t{item}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except Failure as exc:
+        message = " ".join(str(exc).split())
+    except ImportError as exc:
+        message = f"{exc.name or exc} is not installed here: " + (
+            "the engine's GPU buffers need PyTorch with CUDA (JetPack: NVIDIA's wheel), or run "
+            "on the CPU with --runtime onnxruntime"
+            if exc.name == "torch"
+            else REQUIREMENTS
+        )
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
