@@ -14,13 +14,24 @@ Stages are matched by (stage, variant). For each matched stage:
 - size on disk may grow by at most `max_size_growth` times.
 
 A stage of the baseline that the current report lacks is a failure too.
+
+Under GitHub Actions (`$GITHUB_STEP_SUMMARY` set), `to_step_summary` appends
+the checks as a Markdown table to the job's summary page.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
+
+log = logging.getLogger(__name__)
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"  # GitHub Actions: a file shown on the job's page
 
 
 @dataclass(frozen=True)
@@ -165,3 +176,50 @@ def checks_json(checks: list[Check], limits: Thresholds) -> dict[str, Any]:
         "passed": all(c.passed for c in checks),
         "checks": [asdict(c) for c in checks],
     }
+
+
+def render_json(checks: list[Check], limits: Thresholds) -> str:
+    """`checks_json` as the text of a JSON file."""
+    return json.dumps(checks_json(checks, limits), indent=2) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(checks: list[Check], title: str = "compress: baseline checks") -> str:
+    """The checks as a Markdown table (failures first), for a CI job's summary."""
+    failed = sum(not c.passed for c in checks)
+    verdict = "all passed" if not failed else f"**{failed} failed**"
+    lines = [
+        f"### {title}: {verdict} ({len(checks)} checks)",
+        "",
+        "| | stage | metric | baseline | current | limit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in sorted(checks, key=lambda c: c.passed):
+        lines.append(
+            f"| {'ok' if c.passed else '**FAIL**'} | {_cell(c.stage)} | {_cell(c.metric)} | "
+            f"{'—' if c.baseline is None else f'{c.baseline:.4g}'} | "
+            f"{'—' if c.current is None else f'{c.current:.4g}'} | {_cell(c.limit)} |"
+        )
+    lines.append(f"\n{len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines) + "\n"
+
+
+def to_step_summary(checks: list[Check], environ: Mapping[str, str] | None = None) -> Path | None:
+    """Append `render_markdown(checks)` to the file `$GITHUB_STEP_SUMMARY` names, if it is set.
+
+    The gate's result does not depend on it: a summary that cannot be written is a warning.
+    """
+    name = (os.environ if environ is None else environ).get(STEP_SUMMARY, "")
+    if not name:
+        return None
+    path = Path(name)
+    try:
+        with path.open("a", encoding="utf-8") as summary:
+            summary.write(render_markdown(checks) + "\n")
+    except OSError as exc:
+        log.warning("%s: cannot append the checks (%s)", path, exc.strerror or exc)
+        return None
+    return path

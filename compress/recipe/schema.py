@@ -14,6 +14,7 @@ from compress.data.spec import DataSpec
 from compress.options import StrictOptions
 from compress.passes.base import PassConfig, PassInfo
 from compress.tasks import DEFAULT_TASK, TASK_NAMES, Task
+from compress.tracking.settings import TrackingSettings
 
 
 class ModelSpec(StrictOptions):
@@ -46,6 +47,11 @@ class RecipeDoc(StrictOptions):
     data: DataSpec = DataSpec()
     passes: list[Any] = Field(default_factory=list, description="ordered passes")
     benchmark: BenchmarkSettings = BenchmarkSettings()
+    tracking: TrackingSettings | None = Field(
+        None,
+        exclude=True,  # where a run is logged changes no result (and a URI may hold secrets)
+        description="log the run to an experiment tracker: {mlflow: {uri, experiment}}",
+    )
 
     @field_validator("name")
     @classmethod

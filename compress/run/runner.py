@@ -136,5 +136,8 @@ def _report(
     recipe: Recipe, results: list[StepResult], data: Dataset, out: Path, progress: bool
 ) -> None:
     from compress.run.report_step import make_report
+    from compress.tracking import track_run
 
     make_report(recipe, results, data, out, progress)
+    # the report is on disk: a tracker that cannot be reached only warns
+    track_run(recipe.doc.tracking, out, recipe.name, recipe.resolved)

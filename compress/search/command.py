@@ -9,6 +9,12 @@ validation split, which sets the accuracy floor; ask Optuna for trials until
 `--trials` finished or `--budget` is spent (the recipe's own values first, when
 they lie inside the space); then measure the front on the test split and
 write the outputs (see `compress.search.outputs`).
+
+Several workers may share one study (`--storage`, `--workers`; see
+`compress.search.storage` and `compress.search.workers`): each asks for trials
+until the study's limits are reached, and the last one writes the outputs
+once. `--keep front` then frees the steps only other trials used
+(`compress.search.reclaim`).
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from compress.errors import UserError
+from compress.search.storage import HEARTBEAT_S
 
 if TYPE_CHECKING:
-    from compress.recipe import PassStep
+    from compress.recipe import PassStep, Recipe
+    from compress.search.space import Space
     from compress.search.study import Objective
+
+Keep = Literal["front", "all"]
 
 BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 
@@ -62,22 +72,57 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     search.add_argument("--seed", type=int, default=0, help="sampler seed")
     search.add_argument("--out", type=Path, help="search folder (default: runs/search-<recipe>)")
+    search.add_argument(
+        "--storage", metavar="URL", help="Optuna storage shared by workers: postgresql://..., "
+        "mysql://..., sqlite:///FILE or journal:PATH (default: the journal in --out)",
+    )  # fmt: skip
+    search.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="worker processes on this machine, threads split between them (default 1)",
+    )  # fmt: skip
+    search.add_argument(
+        "--threads", type=int, metavar="N",
+        help="CPU threads of this worker (training and latency; default: the recipe's)",
+    )  # fmt: skip
+    search.add_argument(
+        "--keep", choices=("front", "all"), default="front",
+        help="when the search ends, keep the steps of the front only (default) or of every trial",
+    )  # fmt: skip
+    search.add_argument(
+        "--finish", action="store_true",
+        help="write the front, reports and best.yaml of a study whose trials have ended",
+    )  # fmt: skip
+    search.add_argument(
+        "--heartbeat", type=int, default=HEARTBEAT_S, metavar="SECONDS",
+        help="a worker's heartbeat; a trial silent for 3 of them is retried (default %(default)s)",
+    )  # fmt: skip
     search.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def command(args: argparse.Namespace) -> int:
-    if args.trials is None and args.budget is None:
+    if args.trials is None and args.budget is None and not args.finish:
         raise UserError("say when to stop: --trials N and/or --budget TIME (e.g. --budget 45m)")
     if args.trials is not None and args.trials < 1:
         raise UserError("--trials must be at least 1")
     if not 0 <= args.max_drop <= 100:
         raise UserError("--max-drop is in accuracy points, between 0 and 100")
+    for option in ("workers", "threads", "heartbeat"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise UserError(f"--{option} must be at least 1")
     out = args.out or Path("runs") / f"search-{args.recipe.stem}"
+    if args.workers > 1 and not args.finish:
+        validate_search(args.recipe, args.space, args.stage)  # once, before N workers start
+        from compress.search.workers import run_workers
+
+        return run_workers(args, out)
     written = run_search(
         args.recipe, args.space, out, args.objective, args.max_drop, args.budget, args.trials,
         stage=args.stage, margin=args.margin, seed=args.seed, progress=not args.quiet,
+        storage=args.storage, keep=args.keep, finish_only=args.finish, threads=args.threads,
+        heartbeat=args.heartbeat,
     )  # fmt: skip
-    print("search: " + ", ".join(str(p) for p in written))
+    if written:
+        print("search: " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -103,6 +148,29 @@ def stage_index(steps: list[PassStep], stage: str | None) -> int:
     return named[-1]
 
 
+def validate_search(
+    recipe_file: Path, space_file: Path, stage: str | None
+) -> tuple[Recipe, dict[str, Any], Space, int]:
+    """The recipe, its raw data, the space and the scored pass index, all validated."""
+    from compress.recipe import load_recipe
+    from compress.recipe.yaml_lines import load_yaml_file
+    from compress.search.space import load_space
+    from compress.search.trial import absolute_sources
+
+    recipe = load_recipe(recipe_file)
+    raw, lines = load_yaml_file(recipe_file, "recipe")
+    raw = absolute_sources(raw, recipe.resolved)
+    space = load_space(space_file, raw, lines, recipe_file)
+    scored = stage_index(recipe.steps, stage)
+    for knob in space.knobs:
+        if knob.path[0] == "passes" and int(knob.path[1]) > scored:
+            raise UserError(
+                f"{space_file}: {knob.key} is after the scored pass "
+                f"({recipe.steps[scored].folder}); pick a later --stage or drop the key"
+            )
+    return recipe, raw, space, scored
+
+
 def run_search(
     recipe_file: Path,
     space_file: Path,
@@ -116,61 +184,75 @@ def run_search(
     margin: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    storage: str | None = None,
+    keep: Keep = "all",
+    finish_only: bool = False,
+    threads: int | None = None,
+    heartbeat: int = HEARTBEAT_S,
 ) -> list[Path]:
-    """Search, then write the outputs; returns the files written."""
-    from compress.data.loaders import load_dataset
-    from compress.recipe import load_recipe
-    from compress.recipe.yaml_lines import load_yaml_file
-    from compress.run.lock import run_folder_lock
-    from compress.run.report_step import original_index
-    from compress.search.space import load_space
-    from compress.search.study import Limits, open_study, requeue_interrupted, search_loop
-    from compress.search.trial import Setup, Stage, absolute_sources, run_config, trial_data
+    """Search (one worker of the study), then write the outputs if this worker ends the study;
+    returns the files written (none when another worker still runs trials).
 
-    recipe = load_recipe(recipe_file)
-    raw, lines = load_yaml_file(recipe_file, "recipe")
-    raw = absolute_sources(raw, recipe.resolved)
-    space = load_space(space_file, raw, lines, recipe_file)
-    scored = stage_index(recipe.steps, stage)
-    for knob in space.knobs:
-        if knob.path[0] == "passes" and int(knob.path[1]) > scored:
-            raise UserError(
-                f"{space_file}: {knob.key} is after the scored pass "
-                f"({recipe.steps[scored].folder}); pick a later --stage or drop the key"
-            )
+    `keep="front"` (the command's default) reclaims the steps only other trials used.
+    """
+    from compress.artifacts import hash_json
+    from compress.data.loaders import load_dataset
+    from compress.run.report_step import original_index
+    from compress.search.ending import finish_once
+    from compress.search.locks import SEARCH_LOCK, hold
+    from compress.search.storage import claim_folder, open_storage, study_name
+    from compress.search.study import Limits, open_study, search_loop
+    from compress.search.trial import Setup, Stage, run_config, trial_data
+    from compress.tracking import track_search
+
+    recipe, raw, space, scored = validate_search(recipe_file, space_file, stage)
     task = recipe.task
     data = load_dataset(recipe.doc.data, recipe.file.parent, task.data_reader)
     if not data.labelled or len(data.validation) == 0:
         raise UserError(f"{data.source}: a search scores trials on labelled validation data")
     bench = recipe.doc.benchmark
-    settings = bench.model_copy(update={"batch_sizes": [bench.batch_sizes[0]]})
+    update: dict[str, Any] = {"batch_sizes": [bench.batch_sizes[0]]}
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        update["threads"] = threads
+    settings = bench.model_copy(update=update)
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = {
         "recipe": raw, "space": space.text, "objective": objective, "max_drop": max_drop,
         "stage": scored, "margin": margin, "seed": seed,
     }  # fmt: skip
-    with run_folder_lock(out):
-        study = open_study(out, objective, fingerprint)
-        setup = Setup(recipe, raw, scored, out, data, task, settings, margin)
-        original_at = original_index(recipe)
-        print(f"search: {recipe_file} over {len(space.knobs)} knobs -> {out}")
-        first = run_config(setup, trial_data(raw, original_at - 1), "original")
-        if not first.score:
-            raise UserError(f"the original did not run: {first.error or first.stopped}")
-        setup.original = Stage(Path(first.score["stage"]), first.score["variant"])
-        setup.floor = first.score["val_accuracy"] - max_drop / 100
-        accuracy = first.score["val_accuracy"]
-        print(f"original: validation accuracy {accuracy:.2%}; floor {setup.floor:.2%}")
-        if requeue_interrupted(study):
-            print("resuming: the trial that was running is asked again with the same values")
+    name = study_name(storage, recipe.name, hash_json(fingerprint))
+    with hold(out / SEARCH_LOCK):
+        claim_folder(out, storage, name)
+        study = open_study(open_storage(storage, out, heartbeat), name, out, objective, fingerprint)
         own = space.current(recipe.resolved)
-        if own is not None and not study.get_trials(deepcopy=False):
+        if own is not None and not study.get_trials(deepcopy=False) and not finish_only:
             params = {k.key: k.param(own[k.key]) for k in space.knobs}
-            study.enqueue_trial(params, user_attrs={"hand_written": True})
+            study.enqueue_trial(params, user_attrs={"hand_written": True}, skip_if_exists=True)
+    setup = Setup(recipe, raw, scored, out, data, task, settings, margin)
+    original_at = original_index(recipe)
+    print(f"search: {recipe_file} over {len(space.knobs)} knobs -> {out} (study {name})")
+    first = run_config(setup, trial_data(raw, original_at - 1), "original")
+    if not first.score:
+        raise UserError(f"the original did not run: {first.error or first.stopped}")
+    setup.original = Stage(Path(first.score["stage"]), first.score["variant"])
+    setup.floor = first.score["val_accuracy"] - max_drop / 100
+    accuracy = first.score["val_accuracy"]
+    print(f"original: validation accuracy {accuracy:.2%}; floor {setup.floor:.2%}")
+    original_bytes = int(first.score["size_bytes"])
+    if not finish_only:
         limits = Limits(trials, budget_s, seed)
-        original_bytes = int(first.score["size_bytes"])
         search_loop(study, setup, space, raw, objective, limits, original_bytes, progress)
-        return _finish(study, setup, space, raw, first.score, objective, max_drop)
+    with hold(out / SEARCH_LOCK):  # written once: the last worker, or --finish
+
+        def write() -> list[Path]:
+            written = _finish(study, setup, space, raw, first.score, objective, max_drop)
+            track_search(recipe.doc.tracking, out, recipe.name)  # trials as child runs
+            return written
+
+        return finish_once(study, out, keep, finish_only, write)
 
 
 def _finish(
@@ -205,6 +287,7 @@ def _finish(
             seen.add(folder)
             attrs = trial.user_attrs
             rows.append((f"trial {trial.number}", attrs["values"], attrs["score"], True))
+    rows = [_present(setup, space, raw, row) for row in rows]
     measured = outputs.measure_front(setup, original, rows)
     best = outputs.best_of([r for r in measured["rows"] if r["on_front"]], objective)
     counts = {s: sum(t["state"] == s for t in trials) for s in ("complete", "pruned", "fail")}
@@ -241,6 +324,24 @@ def _finish(
         )
         written.append(setup.out / "best.yaml")
     return written
+
+
+Row = tuple[str, dict[str, Any], dict[str, Any], bool]  # label, values, score, on the front
+
+
+def _present(setup: Any, space: Any, raw: dict[str, Any], row: Row) -> Row:
+    """A front row whose steps an earlier `--keep front` reclaimed, run again (a resumed
+    search whose front moved); its validation figures stay the ones the study recorded."""
+    from compress.artifacts import finished_step
+    from compress.search.trial import run_config, trial_data
+
+    label, values, score, on_front = row
+    if not values or finished_step(Path(score["stage"])) is not None:
+        return row
+    ran = run_config(setup, trial_data(space.apply(raw, values), setup.stage), "front")
+    if not ran.score:
+        raise UserError(f"{label}: its steps were reclaimed and do not run again: {ran.error}")
+    return label, values, {**score, "stage": ran.score["stage"]}, on_front
 
 
 def _verdict(measured: dict[str, Any], best: dict[str, Any] | None, objective: str) -> str:
