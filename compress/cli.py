@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from compress._version import __version__
+from compress.cli_bench import add_bench_model, add_compare, cmd_bench, quiet
 from compress.errors import CompressError, UserError
 
 if TYPE_CHECKING:
-    from compress.benchmark.compare import Check, Thresholds
-
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -31,98 +30,25 @@ def _overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _gate_outputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--junit", type=Path, help="write the checks as JUnit XML")
-    parser.add_argument("--json", type=Path, help="write the checks as JSON")
-
-
 def _add_run(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="validate and run a recipe, then write the report")
     run.add_argument("recipe", type=Path, help="recipe YAML file")
     run.add_argument("--out", type=Path, help="run folder (default: runs/<recipe name>)")
     _overrides(run)
+    run.add_argument("--mlflow", metavar="URI", help="log the run to MLflow at this tracking URI")
     run.add_argument("--no-report", action="store_true", help="skip the benchmark report")
-    _quiet(run)
+    quiet(run)
     validate = sub.add_parser("validate", help="check a recipe without loading any model")
     validate.add_argument("recipe", type=Path)
     _overrides(validate)
     passes = sub.add_parser("passes", help="list the passes and their options")
     passes.add_argument("name", nargs="?", help="show one pass only")
     report = sub.add_parser("report", help="(re)build the report of a run folder")
-    report.add_argument("run_dir", type=Path)
-    _quiet(report)
-
-
-def _add_compare(bench: Subparsers) -> None:
-    from compress.benchmark.compare import Thresholds
-
-    compare = bench.add_parser(
-        "compare", help="fail (exit 3) when CURRENT regressed against BASELINE"
+    report.add_argument("run_dir", type=Path, nargs="?")
+    report.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of report.json and exit"
     )
-    compare.add_argument("baseline", type=Path, help="baseline report.json (or its folder)")
-    compare.add_argument("current", type=Path, help="current report.json (or its folder)")
-    for flag, default, metavar, text in (
-        ("--max-accuracy-drop", Thresholds.max_accuracy_drop, "POINTS", "allowed accuracy "
-         "drop in percentage points"),
-        ("--max-latency-regression", Thresholds.max_latency_regression, "RATIO", "allowed "
-         "growth of (stage p50 / original p50 of the same run)"),
-        ("--max-size-growth", Thresholds.max_size_growth, "RATIO", "allowed growth of size "
-         "on disk"),
-    ):  # fmt: skip
-        compare.add_argument(
-            flag, type=float, default=default, metavar=metavar, help=f"{text} (default %(default)s)"
-        )
-    _gate_outputs(compare)
-    suite = bench.add_parser(
-        "run", help="run a suite's recipes and hold each report to its baseline (exit 3)"
-    )
-    suite.add_argument("suite", type=Path, help="suite YAML (see bench/suites/)")
-    suite.add_argument("--baseline", type=Path, help="one baseline for every run of the suite")
-    suite.add_argument("--out", type=Path, help="run folders (default: runs/suite-<name>)")
-    _gate_outputs(suite)
-    _quiet(suite)
-
-
-def _add_bench_model(bench: Subparsers) -> None:
-    from compress.tasks import TASK_NAMES
-
-    model = bench.add_parser(
-        "model", help="latency, throughput, memory (and accuracy) of one model on runtimes"
-    )
-    model.add_argument(
-        "model", type=Path, help="model folder (PyTorch), .onnx file or TensorRT .engine/.plan"
-    )
-    model.add_argument(
-        "--runtime",
-        dest="runtimes",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="torch, torch-compile, torch-cuda, torch-cuda-fp16, torch-cuda-compile (folders); "
-        "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt (.onnx); tensorrt (engines); "
-        "repeatable",
-    )
-    model.add_argument("--batch-sizes", type=_int_list, default=[1, 8], metavar="1,8,32")
-    model.add_argument(
-        "--sequence-lengths", type=_int_list, default=[64], metavar="32,64,128", help="text only"
-    )
-    model.add_argument("--threads", type=int, default=2)
-    model.add_argument("--warmup", type=int, default=10)
-    model.add_argument("--repetitions", type=int, default=50)
-    model.add_argument(
-        "--data", help="inputs (and accuracy when labelled): a data source as in recipes"
-    )
-    model.add_argument("--eval-samples", type=int, help="test examples scored for accuracy")
-    model.add_argument(
-        "--no-accuracy", action="store_true", help="latency only, even for labelled --data"
-    )
-    model.add_argument("--task", choices=TASK_NAMES, help="default: detected")
-    model.add_argument("--out", type=Path, help="results folder (default: bench-runs/<time>)")
-    _quiet(model)
+    quiet(report)
 
 
 def _add_tools(sub: Subparsers) -> None:
@@ -170,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="benchmark a model on runtimes, or compare a report with a baseline"
     ).add_subparsers(dest="bench_command", required=True, metavar="ACTION")
-    _add_compare(bench)
-    _add_bench_model(bench)
+    add_compare(bench)
+    add_bench_model(bench)
     _add_tools(sub)
     from compress.search.command import add_parser
 
@@ -182,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from compress.recipe import load_recipe
     from compress.run.runner import run_recipe
+    from compress.tracking import mlflow_uri_override
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, [*args.overrides, *mlflow_uri_override(args.mlflow)])
     run_recipe(recipe, args.out, progress=not args.quiet, report=not args.no_report)
     return 0
 
@@ -222,100 +149,19 @@ def _cmd_passes(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if args.schema:
+        import json
+
+        from compress.artifacts.records import report_schema
+        from compress.tasks import TASK_NAMES
+
+        print(json.dumps(report_schema(list(TASK_NAMES)), indent=2))
+        return 0
+    if args.run_dir is None:
+        raise UserError("compress report: give a run folder (or --schema)")
     from compress.run.reopen import report_run_folder
 
     report_run_folder(args.run_dir, progress=not args.quiet)
-    return 0
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a comma-separated list of integers"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': need positive integers")
-    return values
-
-
-def _cmd_bench_model(args: argparse.Namespace) -> int:
-    from compress.benchmark.model_bench import (
-        ModelBenchSpec,
-        bench_model,
-        timestamp,
-        write_results,
-    )
-    from compress.benchmark.model_bench_render import render_markdown
-
-    spec = ModelBenchSpec(
-        model=args.model,
-        runtimes=args.runtimes,
-        batch_sizes=args.batch_sizes,
-        sequence_lengths=args.sequence_lengths,
-        threads=args.threads,
-        warmup=args.warmup,
-        repetitions=args.repetitions,
-        data=args.data,
-        eval_samples=args.eval_samples,
-        task=args.task,
-        accuracy=not args.no_accuracy,
-    )
-    result = bench_model(spec, progress=not args.quiet)
-    out = args.out or Path("bench-runs") / timestamp()
-    written = write_results(result, out)
-    print(render_markdown(result))
-    print("results: " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.bench_command == "model":
-        return _cmd_bench_model(args)
-    if args.bench_command == "run":
-        return _cmd_bench_suite(args)
-
-    from compress.artifacts import load_report
-    from compress.benchmark.compare import Thresholds, compare_reports
-
-    limits = Thresholds(args.max_accuracy_drop, args.max_latency_regression, args.max_size_growth)
-    checks = compare_reports(load_report(args.baseline), load_report(args.current), limits)
-    return _gate(checks, limits, args)
-
-
-def _cmd_bench_suite(args: argparse.Namespace) -> int:
-    from compress.run.suite import flatten, load_suite, run_suite
-
-    suite = load_suite(args.suite)
-    out = args.out or Path("runs") / f"suite-{suite.name}"
-    results = run_suite(suite, out, args.baseline, progress=not args.quiet)
-    return _gate(flatten(results), suite.doc.budgets.thresholds(), args)
-
-
-def _gate(checks: list[Check], limits: Thresholds, args: argparse.Namespace) -> int:
-    """Print the checks, write JUnit/JSON when asked, and fail (exit 3) on a regression."""
-    import json
-
-    from compress.benchmark.compare import checks_json, junit_xml, render_checks
-    from compress.errors import RegressionFound
-
-    print(render_checks(checks))
-    if args.junit:
-        _write_text(args.junit, junit_xml(checks))
-    if args.json:
-        _write_text(args.json, json.dumps(checks_json(checks, limits), indent=2) + "\n")
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        names = ", ".join(sorted({f"{c.stage} {c.metric}" for c in failed})[:5])
-        raise RegressionFound(f"{len(failed)} check(s) regressed: {names}")
     return 0
 
 
@@ -370,7 +216,7 @@ COMMANDS = {
     "validate": _cmd_validate,
     "passes": _cmd_passes,
     "report": _cmd_report,
-    "bench": _cmd_bench,
+    "bench": cmd_bench,
     "lint-trt": _cmd_lint_trt,
     "doctor": _cmd_doctor,
     "bundle": _cmd_bundle,

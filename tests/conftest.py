@@ -221,3 +221,19 @@ def cnn_dir(tmp_path: Path, mnist_slice: Dataset) -> Path:
 @pytest.fixture()
 def cnn_artifact(cnn_dir: Path) -> Artifact:
     return Artifact("hf", cnn_dir, "cnn", [Variant("fp32", "torch", "fp32", "portable")])
+
+
+def untyped_fields(report: dict[str, Any]) -> set[str]:
+    """The fields of a written report that the models do not name (should be none)."""
+    from compress.artifacts.records import Report
+
+    typed = Report.model_validate(report)
+    extra = set(typed.model_extra or {})
+    extra |= {f"method.{k}" for k in typed.method.model_extra or {}}
+    for stage in typed.stages:
+        extra |= {f"stage.{k}" for k in stage.model_extra or {}}
+        if stage.vs_original is not None:
+            extra |= {f"vs_original.{k}" for k in stage.vs_original.model_extra or {}}
+        for latency in stage.latency.values():
+            extra |= {f"latency.{k}" for k in (latency.model_extra if latency else None) or {}}
+    return extra

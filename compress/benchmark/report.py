@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from compress.artifacts import write_json_atomic
-from compress.artifacts.run_folder import REPORT_FILES, REPORT_VERSION, load_report
+from compress.artifacts.records import SCHEMA_VERSION, validate_report
+from compress.artifacts.run_folder import REPORT_FILES, load_report
 from compress.benchmark.sanity import warnings
 from compress.benchmark.settings import BenchmarkSettings
 from compress.benchmark.versus import compare
 from compress.errors import UserError
 from compress.system import cpu_features, cpu_model, package_versions
 
-__all__ = ["REPORT_FILES", "REPORT_VERSION", "build_report", "load_report", "method_info"]
+__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "build_report", "load_report", "method_info"]
 
 
 def method_info(settings: BenchmarkSettings, max_length: int | None = None) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def build_report(
         entry["vs_original"] = compare(stage, original)
         out.append(entry)
     report: dict[str, Any] = {
-        "report_version": REPORT_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "method": dict(method),
         "stages": out,
     }
@@ -364,13 +365,15 @@ def write_report(
     """Write report.json, report.md, report.html and (with matplotlib, when `plot`) report.png.
 
     `render` and `draw` make the Markdown and the plot of another kind of report (a
-    text-generation run's); by default the classification ones.
+    text-generation run's); by default the classification ones. The page
+    (`compress.benchmark.report_page`) opens with the deployable files' headline.
     """
-    from compress.benchmark.report_html import render_html
+    from compress.benchmark.report_page import report_page
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path, html_path = (out_dir / name for name in REPORT_FILES)
+    validate_report(report, "the report being written")  # the contract readers code against
     write_json_atomic(json_path, report)
     markdown = (render or render_markdown)(report)
     md_path.write_text(markdown, encoding="utf-8")
@@ -381,5 +384,6 @@ def write_report(
         if (draw or plot_report)(report, png_path):
             written.append(png_path)
     has_plot = png_path in written
-    html_path.write_text(render_html(markdown, png_path if has_plot else None), encoding="utf-8")
+    page = report_page(report, markdown, png_path if has_plot else None)
+    html_path.write_text(page, encoding="utf-8")
     return [*written, html_path]

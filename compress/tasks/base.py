@@ -10,11 +10,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from compress.artifacts import ModelInfo
-from compress.data.loaders import Reader
 
 if TYPE_CHECKING:  # `compress.tasks` is read by the CLI's parser: no numpy or torch at import
     import numpy as np
     import torch
+
+    from compress.data.loaders import Reader
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compress.artifacts import ModelInfo, read_model_info
-from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.tasks.text import (
     EXAMPLES,
@@ -27,6 +26,9 @@ from compress.tasks.text import (
     TokenizedTexts,
     TransformerExport,
 )
+
+if TYPE_CHECKING:
+    from compress.data.loaders import Reader
 
 VECTORS = "a sentence embedder is distilled on its vectors (cosine distance), not on logits"
 NO_LABEL_LOSS = (

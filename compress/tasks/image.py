@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compress.artifacts import ModelInfo
-from compress.data.loaders import Reader
 from compress.errors import ModelLoadError
 from compress.tasks.base import Support
 from compress.tasks.text import EXAMPLES, HIDDEN_STATES, NOT_WEIGHT_ONLY, RECOVERY_EXAMPLES
 
 if TYPE_CHECKING:
     import torch
+
+    from compress.data.loaders import Reader
 
 OFFLINE = ("mnist-cnn", "efficientnet-lite0")
 

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compress.artifacts import ModelInfo, read_model_info
-from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.text import tokens
 
 if TYPE_CHECKING:
     import torch
+
+    from compress.data.loaders import Reader
 
 
 class TokenizedTexts:

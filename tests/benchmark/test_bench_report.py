@@ -77,7 +77,7 @@ def method() -> dict[str, Any]:
 
 def test_build_report_ratios(stages: list[dict[str, Any]], method: dict[str, Any]) -> None:
     report = build_report(stages, method)
-    assert report["report_version"] == 1 and report["method"] == method
+    assert report["schema_version"] == 2 and report["method"] == method
     orig, int8, _, distilled = report["stages"]
     assert orig["vs_original"]["size_ratio"] == pytest.approx(1.0)
     assert orig["vs_original"]["speedup"] == {"b1": pytest.approx(1.0), "b8": pytest.approx(1.0)}

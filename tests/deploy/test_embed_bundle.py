@@ -230,6 +230,7 @@ def run_dir(encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"name: tiny\ntask: text-embedding\ndata:\n  max_length: {MAX_LENGTH}\n"
     )
     stage = {
+        "stage": "export_onnx",
         "step": "01-export_onnx",
         "variant": "fp32-ort",
         "artifact_key": "key-01-export_onnx",
@@ -243,7 +244,7 @@ def run_dir(encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = {
         "report_version": 1,
         "method": {"data": {"test_rows": 32}},
-        "stages": [{**stage, "variant": "fp32", "cosine_mean": 1.0}, stage],
+        "stages": [{**stage, "stage": "input", "variant": "fp32", "cosine_mean": 1.0}, stage],
     }
     (run / "report.json").write_text(json.dumps(report))
     return run
@@ -322,7 +323,7 @@ def test_make_embed_bundle_without_report_or_embedding_output(
     }
     assert "nothing for this file" in (made.folder / "README.md").read_text()
     skipped = json.loads((copy / "02-tensorrt" / "manifest.json").read_text())
-    skipped["metrics"] = {}
+    skipped.update(metrics={}, state="ran", reason=None)  # as if the step had run
     (copy / "02-tensorrt" / "manifest.json").write_text(json.dumps(skipped))
     with pytest.raises(UserError, match="no 'sentence_embedding' output"):
         make_embed_bundle(RunFolder(copy), tmp_path / "bad", "cpu", log=lambda _: None)

@@ -14,7 +14,7 @@ from compress.errors import ModelLoadError, RecipeError
 from compress.llm.genai import genai_available
 from compress.recipe import load_recipe
 from compress.run.runner import run_recipe
-from tests.conftest import write_labelled_csv
+from tests.conftest import untyped_fields, write_labelled_csv
 
 RECIPE = """
 task: text-generation
@@ -62,6 +62,7 @@ def test_a_generation_recipe_runs_every_pass_and_reports_against_the_original(
         "00-input", "01-fine_tune", "02-prune", "03-export_onnx", "04-quantize", "05-bundle",
     ]  # fmt: skip
     report = json.loads((out / "report.json").read_text())
+    assert untyped_fields(report) == set()  # every figure is in the published schema
     stages = {f"{s['step']}:{s['variant']}": s for s in report["stages"]}
     expected = ["01-fine_tune:fp32", "02-prune:fp32", "03-export_onnx:fp32"]
     expected += ["03-export_onnx:fp32-ort", "04-quantize:int4"]

@@ -10,7 +10,7 @@ import pytest
 from compress.cli import main
 from compress.recipe import load_recipe
 from compress.run.runner import run_recipe
-from tests.conftest import write_labelled_csv
+from tests.conftest import untyped_fields, write_labelled_csv
 
 HEADER = """\
 name: {name}
@@ -62,6 +62,7 @@ def test_run_resume_and_report(
     assert first[3].manifest["metrics"]["parity"]["model.onnx"] <= 1e-4
 
     report = json.loads((out / "report.json").read_text())
+    assert untyped_fields(report) == set()  # every figure is in the published schema
     stages = [(s["stage"], s["variant"]) for s in report["stages"]]
     assert stages == [
         ("fine_tune", "fp32"),

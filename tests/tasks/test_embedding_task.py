@@ -15,7 +15,12 @@ import yaml
 
 from compress.errors import RecipeError, UserError
 from compress.recipe import load_recipe
-from tests.conftest import build_tiny_classifier, widen_weights, write_labelled_csv
+from tests.conftest import (
+    build_tiny_classifier,
+    untyped_fields,
+    widen_weights,
+    write_labelled_csv,
+)
 
 
 def _tiny_embedder(folder: Path) -> Path:
@@ -100,6 +105,7 @@ def test_export_outputs_the_pruned_models_normalized_vectors(embed_run: tuple[Pa
 def test_report_scores_each_stage_against_the_original(embed_run: tuple[Path, Path]) -> None:
     run, model = embed_run
     report = json.loads((run / "report.json").read_text())
+    assert untyped_fields(report) == set()  # every figure is in the published schema
     stages = {(s["step"], s["variant"]): s for s in report["stages"]}
     original = report["stages"][0]
     assert original["cosine_mean"] == pytest.approx(1.0, abs=1e-6)
