@@ -198,8 +198,10 @@ def front_plot(pareto: dict[str, Any], path: Path) -> bool:
 
 def write_outputs(out: Path, pareto: dict[str, Any], trials: list[dict[str, Any]]) -> list[Path]:
     """trials.json, pareto.json, pareto.png, report.md and report.html in `out`."""
+    from compress.artifacts.records import validate_trials
     from compress.search.page import search_page
 
+    validate_trials(trials)  # the rows search readers and trackers code against
     write_json_atomic(out / "trials.json", trials)
     pareto = {**pareto, "machine": pareto.get("machine") or machine_info()}
     write_json_atomic(out / "pareto.json", pareto)
