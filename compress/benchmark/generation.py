@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from compress.artifacts import Artifact, Variant
-from compress.benchmark.runtimes import model_size_bytes
+from compress.benchmark.runtimes import model_size_bytes, scored_exactly
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Dataset
 from compress.errors import DataError, UserError
@@ -46,7 +46,8 @@ def quality(
     if len(data.test) == 0:
         raise DataError("the test split is empty: nothing to benchmark on")
     tokenizer = task.load_processor(artifact.path)
-    lm = open_lm(artifact.path, _file(variant), settings.threads, variant.runtime)
+    exact = scored_exactly(variant)  # a Q/DQ file for TensorRT: its graph as written
+    lm = open_lm(artifact.path, _file(variant), settings.threads, variant.runtime, exact)
     try:
         texts = data.test.texts[: gen.perplexity_texts]
         scores: dict[str, Any] = perplexity(lm, tokenizer, texts, max_length, progress=progress)

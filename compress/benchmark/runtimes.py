@@ -159,17 +159,16 @@ class OrtRuntime:
 
 
 def scored_exactly(variant: Variant) -> bool:
-    """Whether `variant` is a Q/DQ file for TensorRT, whose accuracy is that of its exact graph.
+    """Whether `variant` is a Q/DQ file for TensorRT (INT8, or weight-only INT4), whose
+    accuracy is that of its exact graph.
 
     TensorRT runs Q/DQ as integer math with int32 accumulation; ONNX Runtime's
     fused CPU kernels can saturate (AVX2), so they understate what the device
     will compute. Such a file is scored with `exact` execution; its CPU
     kernels' accuracy is a CPU figure only.
     """
-    return (variant.runtime, variant.target, variant.precision) == (
-        "onnxruntime",
-        "tensorrt",
-        "int8",
+    return (variant.runtime, variant.target) == ("onnxruntime", "tensorrt") and (
+        variant.precision in ("int8", "int4")
     )
 
 

@@ -113,10 +113,13 @@ def compress_with_nncf(
     wo: WeightOnlyConfig,
     feeds: list[dict[str, Any]],
     progress: bool = True,
+    symmetric: bool = False,
 ) -> Any:
-    """`nodes` (MatMuls of `model`) as 4-bit MatMulNBits chosen by NNCF on `feeds`; every
-    other weighted node is left as it is. Returns the new model. Without `progress`,
-    NNCF's own progress bars (printed to stdout) are swallowed."""
+    """`nodes` (MatMuls of `model`) as 4-bit weights chosen by NNCF on `feeds`; every
+    other weighted node is left as it is. Returns the new model. Below opset 21 NNCF writes
+    MatMulNBits, from opset 21 blocked DequantizeLinear -> MatMul. `symmetric` (or
+    `wo.symmetric`): zero points 0. Without `progress`, NNCF's own progress bars (printed
+    to stdout) are swallowed."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     from compress.quant.nncf_backend import load_nncf
@@ -134,12 +137,14 @@ def compress_with_nncf(
         n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in wanted
     ]
     value_info = list(model.graph.value_info)
-    before = sum(n.op_type == "MatMulNBits" for n in model.graph.node)
+    written_ops = ("MatMulNBits", "DequantizeLinear")
+    before = sum(n.op_type in written_ops for n in model.graph.node)
     try:
         shaped = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception as exc:  # the inference raises bare Exceptions on unknown ops
         raise PassFailed(f"NNCF needs every tensor's shape; shape inference failed: {exc}") from exc
-    mode = nncf.CompressWeightsMode.INT4_SYM if wo.symmetric else nncf.CompressWeightsMode.INT4_ASYM
+    sym = symmetric or wo.symmetric
+    mode = nncf.CompressWeightsMode.INT4_SYM if sym else nncf.CompressWeightsMode.INT4_ASYM
     quiet = logging.getLogger("nncf")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its per-layer bit-width table
@@ -163,7 +168,7 @@ def compress_with_nncf(
     del compressed.graph.value_info[:]
     compressed.graph.value_info.extend(value_info)
     pack_nncf_zero_points(compressed)
-    written = sum(n.op_type == "MatMulNBits" for n in compressed.graph.node) - before
+    written = sum(n.op_type in written_ops for n in compressed.graph.node) - before
     if written != len(wanted):
         raise PassFailed(f"NNCF compressed {written} of the {len(wanted)} MatMuls it was given")
     return compressed

@@ -137,10 +137,15 @@ class GenaiLM:
 
 
 def open_lm(
-    path: Path, file: str | None, threads: int | None = None, runtime: str = "onnxruntime"
+    path: Path,
+    file: str | None,
+    threads: int | None = None,
+    runtime: str = "onnxruntime",
+    exact: bool = False,
 ) -> LanguageModel:
     """The PyTorch model of a Hugging Face folder (`file` None) or the ONNX file `file` in it,
-    run by ONNX Runtime, or by onnxruntime-genai (`runtime`, its genai_config.json beside)."""
+    run by ONNX Runtime (`exact`: no graph optimization, see `OrtLM`), or by
+    onnxruntime-genai (`runtime`, its genai_config.json beside)."""
     if runtime == "onnxruntime-genai":
         return GenaiLM(path, threads)
     if file is None:
@@ -148,4 +153,4 @@ def open_lm(
 
         model, _ = load_lm(str(path))
         return TorchLM(model, threads)
-    return OrtLM(path / file, threads)
+    return OrtLM(path / file, threads, exact)

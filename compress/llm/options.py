@@ -8,10 +8,19 @@ from pydantic import Field, field_validator, model_validator
 
 from compress.options import RegexList, StrictOptions
 
+WeightOnlyTarget = Literal["cpu", "tensorrt"]
+
 
 class WeightOnlyConfig(StrictOptions):
     """`quantize.weight_only`: how a causal LM's weights are quantized."""
 
+    targets: list[WeightOnlyTarget] = Field(
+        ["cpu"],
+        min_length=1,
+        description="one file per target: cpu (ONNX Runtime MatMulNBits, model_int{bits}.onnx), "
+        "tensorrt (blocked symmetric INT4 DequantizeLinear -> MatMul, opset 21, the form "
+        "TensorRT's parser takes: model_int4_qdq.onnx)",
+    )
     bits: Literal[4, 8] = Field(4, description="bits of the decoder layers' weights")
     algorithm: Literal["rtn", "hqq", "scale_estimation"] = Field(
         "rtn",
@@ -32,7 +41,9 @@ class WeightOnlyConfig(StrictOptions):
         description="training texts that scale_estimation and awq run the model on",
     )
     block_size: int = Field(32, ge=16, le=256, description="weights per scale (power of 2)")
-    symmetric: bool = Field(False, description="zero point fixed at the middle (rtn)")
+    symmetric: bool = Field(
+        False, description="cpu: zero point fixed at the middle (rtn); tensorrt is always symmetric"
+    )
     lm_head_bits: Literal[4, 8] | None = Field(
         8, description="bits of the LM head, round to nearest (None: kept float)"
     )
@@ -51,7 +62,8 @@ class WeightOnlyConfig(StrictOptions):
     embedding: Literal["shared", "int4", "float"] = Field(
         "shared",
         description="the token embedding: shared (a tied model's lookup reads the quantized "
-        "LM head, one copy), int4 (its own 4-bit copy), or float",
+        "LM head, one copy), int4 (its own 4-bit copy), or float; the tensorrt file gives "
+        "the lookup its own copy, at the head's bits for shared",
     )
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="MatMulNBits compute: 0 default, 1 fp32, 4 int8 activations (fastest)"
@@ -67,6 +79,21 @@ class WeightOnlyConfig(StrictOptions):
     def calibrated(self) -> bool:
         """Whether the layers go through NNCF on calibration text."""
         return self.algorithm == "scale_estimation" or self.awq
+
+    @model_validator(mode="after")
+    def _tensorrt_options(self) -> WeightOnlyConfig:
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("targets must not repeat")
+        if "tensorrt" not in self.targets:
+            return self
+        if self.algorithm == "hqq":
+            raise ValueError(
+                "hqq fits float zero points; the tensorrt target is symmetric INT4 (zero point "
+                "0): use algorithm rtn or scale_estimation"
+            )
+        if self.bits != 4:
+            raise ValueError("the tensorrt target writes INT4 weights: set bits: 4")
+        return self
 
     @model_validator(mode="after")
     def _calibrated_options(self) -> WeightOnlyConfig:

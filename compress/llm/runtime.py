@@ -91,15 +91,21 @@ class TorchLM:
 
 
 class OrtLM:
-    """An ONNX causal LM with past inputs (`past_key_values.N.key/value`) in ONNX Runtime."""
+    """An ONNX causal LM with past inputs (`past_key_values.N.key/value`) in ONNX Runtime.
 
-    def __init__(self, file: Path, threads: int | None = None) -> None:
+    `exact` turns graph optimizations off: a weight-only Q/DQ file (the tensorrt target)
+    then runs each DequantizeLinear and MatMul as written, in float, instead of ONNX
+    Runtime's fused MatMulNBits kernels (which quantize activations to INT8)."""
+
+    def __init__(self, file: Path, threads: int | None = None, exact: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if exact:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.past_names = [n for n in self.inputs if n.startswith("past_key_values.")]

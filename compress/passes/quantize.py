@@ -101,7 +101,8 @@ class QuantizeConfig(CalibrationConfig):
     weight_only: WeightOnlyConfig | None = Field(
         None,
         description="text-generation: weight-only INT4/INT8 of the MatMuls and the embedding "
-        "(ONNX Runtime MatMulNBits); default there: 4-bit layers, 8-bit head",
+        "(targets: cpu, ONNX Runtime MatMulNBits; tensorrt, blocked INT4 DequantizeLinear "
+        "-> MatMul); default there: cpu, 4-bit layers, 8-bit head",
     )
 
     @field_validator("targets")

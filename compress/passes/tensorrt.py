@@ -2,10 +2,15 @@
 
 Which file is built depends on `precision`: `int8` builds the symmetric Q/DQ
 file `quantize` wrote for the `tensorrt` target (explicit quantization; no
-calibrator is ever used), `fp32` and `fp16` build the portable FP32 file of
-`export_onnx`. With full TensorRT, `fp16` sets the builder's FP16 flag;
-TensorRT-RTX has no such flag (its networks are strongly typed), so the model
-is converted to FP16 first and that graph is built.
+calibrator is ever used), `int4` the weight-only INT4 file of a decoder
+(`quantize.weight_only.targets: [tensorrt]`: blocked INT4 DequantizeLinear ->
+MatMul), `fp32` and `fp16` build the portable FP32 file of `export_onnx`.
+With full TensorRT, `fp16` sets the builder's FP16 flag (`int4` too, for the
+activations); TensorRT-RTX has no such flag (its networks are strongly
+typed), so the model is converted to FP16 first and that graph is built. A
+decoder's engine profile covers its prompt (an empty KV cache, up to the
+longest sequence) and its decode steps (one token after a cache up to that
+length).
 
 The engine, its build log and what the build recorded (network layers, build
 time, backend version, compute capabilities) land in the step folder, with the
@@ -38,8 +43,10 @@ class TensorRTConfig(PassConfig, EngineShapes):
     backend: Literal["auto", "tensorrt", "tensorrt_rtx"] = Field(
         "auto", description="auto: full TensorRT if importable, else TensorRT-RTX"
     )
-    precision: Literal["fp32", "fp16", "int8"] = Field(
-        "int8", description="int8 builds quantize's TensorRT Q/DQ file; fp32/fp16 the export"
+    precision: Literal["fp32", "fp16", "int8", "int4"] = Field(
+        "int8",
+        description="int8 builds quantize's TensorRT Q/DQ file; int4 a decoder's weight-only "
+        "INT4 file for TensorRT; fp32/fp16 the export",
     )
     workspace_mb: int = Field(1024, ge=16, le=1 << 20, description="builder workspace limit")
     sparsity: bool = Field(False, description="allow 2:4 structured-sparse weight kernels")
@@ -89,7 +96,16 @@ def _requires(cfg: TensorRTConfig) -> tuple[Requirement, ...]:
 
 
 def _check_input(cfg: TensorRTConfig, handed: Variants) -> str | None:
-    """int8 needs a TensorRT Q/DQ INT8 file; fp32/fp16 the portable FP32 export."""
+    """int8 needs a TensorRT Q/DQ INT8 file, int4 a weight-only INT4 file for TensorRT;
+    fp32/fp16 the portable FP32 export."""
+    if cfg.precision == "int4":
+        if ("int4", "tensorrt") in handed:
+            return None
+        return (
+            "precision int4 builds the weight-only INT4 file for TensorRT that the pass right "
+            "before it writes, and it writes none (quantize with weight_only: {targets: "
+            "[cpu, tensorrt]} does)"
+        )
     if cfg.precision == "int8":
         if ("int8", "tensorrt") in handed:
             return None
@@ -109,12 +125,15 @@ def _check_input(cfg: TensorRTConfig, handed: Variants) -> str | None:
 
 def source_variant(artifact: Artifact, precision: str) -> Variant:
     """The ONNX variant an engine of `precision` is built from."""
+    quantized = precision in ("int8", "int4")
     for v in artifact.variants:
-        if precision == "int8" and v.precision == "int8" and v.target == "tensorrt":
+        if quantized and v.precision == precision and v.target == "tensorrt":
             return v
-        if precision != "int8" and v.precision == "fp32" and v.target == "portable":
+        if not quantized and v.precision == "fp32" and v.target == "portable":
             return v
-    wanted = "TensorRT Q/DQ INT8" if precision == "int8" else "portable FP32"
+    wanted = {"int8": "TensorRT Q/DQ INT8", "int4": "TensorRT weight-only INT4"}.get(
+        precision, "portable FP32"
+    )
     raise UserError(
         f"{artifact.path} has no {wanted} ONNX file to build a {precision} engine from "
         f"(has {[v.name for v in artifact.variants]})"
@@ -161,8 +180,8 @@ def apply(artifact: Artifact, cfg: TensorRTConfig, ctx: PassContext) -> Artifact
     try:
         built = build_engine(source, backend, options, cache_dir, timing)
     except PassFailed as exc:
-        if not ctx.skips_on_failure("tensorrt"):
-            raise
+        if not ctx.skips_on_failure("tensorrt") or cfg.precision == "int4":
+            raise  # the INT4 file is written for TensorRT's parser: a refusal is a failure
         # the task's table allows it (decoder LMs: INT4 MatMulNBits is not parsed): say why, go on
         return skip(artifact, str(exc), ctx, hint="build from the export_onnx step instead")
     info = built.info
@@ -227,7 +246,8 @@ def _outputs(cfg: TensorRTConfig, task: Task) -> Variants:
 
 PASS = PassInfo(
     name="tensorrt",
-    summary="Build a TensorRT / TensorRT-RTX engine from the ONNX model (FP32, FP16, INT8 Q/DQ).",
+    summary="Build a TensorRT / TensorRT-RTX engine from the ONNX model (FP32, FP16, INT8 Q/DQ, "
+    "weight-only INT4).",
     config=TensorRTConfig,
     apply=apply,
     consumes="onnx",

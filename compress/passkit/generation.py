@@ -14,15 +14,20 @@ texts, `compress.llm.calibrated`), the LM head at its
 own bits (round to nearest), and the token embedding, which a tied model's
 lookup reads from the quantized LM head (one copy, as in PyTorch;
 GatherBlockQuantized). The file runs on ONNX Runtime's CPU kernels
-(`accuracy_level` 4: INT8 activations in the MatMuls).
+(`accuracy_level` 4: INT8 activations in the MatMuls). `weight_only.targets`
+adds `tensorrt`: `model_int4_qdq.onnx`, the same algorithms written as blocked
+symmetric INT4 `DequantizeLinear` -> `MatMul` (opset 21) on the portable export
+(`compress.llm.int4_qdq`), the form TensorRT's parser takes; it is checked for
+that form (`compress.trt.weight_only`) and scored exactly on ONNX Runtime.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from compress.artifacts import Artifact, Variant, copy_preprocessing
-from compress.errors import UserError
+from compress.errors import PassFailed, UserError
 from compress.llm.options import WeightOnlyConfig
 from compress.passkit.context import PassContext
 from compress.passkit.io import load_input, save_output
@@ -190,12 +195,14 @@ def export_onnx(artifact: Artifact, cfg: Any, ctx: PassContext) -> Artifact:
 
 
 def quantize_outputs(cfg: Any) -> tuple[tuple[str, str], ...]:
-    """What `quantize` hands on for a decoder: one weight-only file for the CPU."""
-    return ((f"int{(cfg.weight_only or WeightOnlyConfig()).bits}", "cpu"),)
+    """What `quantize` hands on for a decoder: one weight-only file per target."""
+    wo = cfg.weight_only or WeightOnlyConfig()
+    return tuple((f"int{wo.bits}", target) for target in wo.targets)
 
 
 def quantize(artifact: Artifact, cfg: Any, ctx: PassContext) -> Artifact:
-    """`model_int{bits}.onnx` beside the tokenizer, with its validation perplexity logged."""
+    """`model_int{bits}.onnx` (cpu) and `model_int4_qdq.onnx` (tensorrt) beside the tokenizer,
+    with their validation perplexity logged."""
     from compress.quant.ort_quantize import quiet_root_logger
 
     with quiet_root_logger():
@@ -206,48 +213,101 @@ def _quantize(artifact: Artifact, wo: WeightOnlyConfig, ctx: PassContext) -> Art
     from compress.llm.calibrated import calibration_sequences
     from compress.llm.genai import write_genai_config
     from compress.llm.int4 import quantize_weights
-    from compress.llm.runtime import OrtLM
-    from compress.llm.scores import perplexity
 
     # the fused graph where the export wrote one (the faster file on ONNX Runtime)
     cpu = [v for v in artifact.variants if v.target == "cpu"] or artifact.variants
     source = artifact.path / (cpu[0].file or "model.onnx")
     tokenizer = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)
-    name = f"model_int{wo.bits}.onnx"
     calibration: list[list[int]] = []
     if wo.calibrated:
         calibration = calibration_sequences(
             tokenizer, ctx.data.train.texts, wo.calibration_samples, ctx.seed, ctx.max_length
         )
         ctx.log(f"calibrating on {len(calibration)} training texts ({wo.algorithm}, awq {wo.awq})")
-    summary = quantize_weights(source, ctx.work_dir / name, wo, ctx.progress, calibration)
-    ctx.metrics["weight_only"] = summary
+    precision = f"int{wo.bits}"
+    variants: list[Variant] = []
+    files: dict[str, tuple[Path, bool]] = {"fp32": (source, False)}
+    if "cpu" in wo.targets:
+        name = f"model_int{wo.bits}.onnx"
+        summary = quantize_weights(source, ctx.work_dir / name, wo, ctx.progress, calibration)
+        ctx.metrics["weight_only"] = summary
+        write_genai_config(ctx.work_dir, name)
+        files[precision] = (ctx.work_dir / name, False)
+        variants += [
+            Variant(precision, "onnxruntime", precision, "cpu", name),
+            Variant(
+                f"{precision}-genai",
+                "onnxruntime-genai",
+                precision,
+                "cpu",
+                name,
+                "the same file served by onnxruntime-genai (genai_config.json)",
+            ),
+        ]
+    if "tensorrt" in wo.targets:
+        portable = [v for v in artifact.variants if v.target == "portable"] or artifact.variants
+        qdq = _tensorrt_file(
+            artifact.path / (portable[0].file or "model.onnx"), wo, ctx, calibration
+        )
+        files[f"{precision}-qdq"] = (qdq, True)
+        variants.append(
+            Variant(
+                f"{precision}-qdq",
+                "onnxruntime",
+                precision,
+                "tensorrt",
+                qdq.name,
+                "weight-only INT4 for TensorRT (DequantizeLinear -> MatMul, opset 21), scored "
+                "exactly on ONNX Runtime",
+            )
+        )
+    ctx.metrics["validation_perplexity"] = _validation_perplexity(files, tokenizer, ctx)
+    return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
+
+
+def _tensorrt_file(
+    source: Path, wo: WeightOnlyConfig, ctx: PassContext, calibration: list[list[int]]
+) -> Path:
+    """`model_int4_qdq.onnx` from the portable export, checked for TensorRT's form."""
+    import onnx
+
+    from compress.llm.int4_qdq import quantize_weights_qdq
+    from compress.trt.weight_only import check_weight_only
+
+    target = ctx.work_dir / "model_int4_qdq.onnx"
+    ctx.log(f"{target.name}: blocked symmetric INT4 DequantizeLinear -> MatMul from {source.name}")
+    summary = quantize_weights_qdq(source, target, wo, ctx.progress, calibration)
+    form = check_weight_only(onnx.load(str(target), load_external_data=False))
+    summary["form"] = {"ok": form.ok, "summary": form.summary(), "problems": form.problems[:10]}
+    ctx.metrics["weight_only_tensorrt"] = summary
+    if not form.ok:
+        raise PassFailed(f"{target.name} is not TensorRT's weight-only form: {form.problems[:3]}")
+    ctx.log(form.summary())
+    return target
+
+
+def _validation_perplexity(
+    files: dict[str, tuple[Path, bool]], tokenizer: Any, ctx: PassContext
+) -> dict[str, float]:
+    """Perplexity of each file on the first 100 validation texts (`exact`: no graph
+    optimization, the Q/DQ graph as written)."""
+    from compress.llm.runtime import OrtLM
+    from compress.llm.scores import perplexity
+
     validation = ctx.data.validation.texts[:100]
     figures = {}
-    for label, file in (("fp32", source), (f"int{wo.bits}", ctx.work_dir / name)):
-        lm = OrtLM(file)
+    for label, (file, exact) in files.items():
+        lm = OrtLM(file, exact=exact)
         figures[label] = perplexity(lm, tokenizer, validation, ctx.max_length)["perplexity"]
         lm.close()
-    ctx.metrics["validation_perplexity"] = figures
-    ctx.log(
-        f"{name}: validation perplexity {figures[f'int{wo.bits}']:.2f} "
-        f"(fp32 file {figures['fp32']:.2f}, 100 texts)"
-    )
-    write_genai_config(ctx.work_dir, name)
-    precision = f"int{wo.bits}"
-    variants = [
-        Variant(precision, "onnxruntime", precision, "cpu", name),
-        Variant(
-            f"{precision}-genai",
-            "onnxruntime-genai",
-            precision,
-            "cpu",
-            name,
-            "the same file served by onnxruntime-genai (genai_config.json)",
-        ),
-    ]
-    return Artifact("onnx", ctx.work_dir, ctx.key, variants, dict(artifact.meta))
+    for label, (file, _) in files.items():
+        if label != "fp32":
+            ctx.log(
+                f"{file.name}: validation perplexity {figures[label]:.2f} "
+                f"(fp32 file {figures['fp32']:.2f}, {len(validation)} texts)"
+            )
+    return figures
 
 
 def bundle(artifact: Artifact, cfg: Any, ctx: PassContext) -> Artifact:
@@ -255,8 +315,16 @@ def bundle(artifact: Artifact, cfg: Any, ctx: PassContext) -> Artifact:
     from compress.artifacts import RunFolder
     from compress.deploy.lm_bundle import make_lm_bundle
     from compress.passkit.io import bundle_artifact, bundle_name
+    from compress.trt.options import EngineShapes
 
     name = bundle_name(cfg, ctx)
     assert ctx.run_dir is not None  # bundle_name refuses a bundle outside a run
-    made = make_lm_bundle(RunFolder(ctx.run_dir).require(), ctx.work_dir / name, cfg.target)
+    shapes = EngineShapes(batch=cfg.batch, sequence=cfg.sequence)
+    made = make_lm_bundle(
+        RunFolder(ctx.run_dir).require(),
+        ctx.work_dir / name,
+        cfg.target,
+        shapes=shapes,
+        workspace_mb=cfg.workspace_mb,
+    )
     return bundle_artifact(made, name, cfg, ctx, {"expected": made.manifest["expected"]})

@@ -6,12 +6,14 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compress.artifacts import ModelInfo, read_model_info
-from compress.data.loaders import Reader
 from compress.tasks.base import Support
 from compress.tasks.text import HIDDEN_STATES, TokenizedTexts
+
+if TYPE_CHECKING:
+    from compress.data.loaders import Reader
 
 OWN = "compress.passkit.generation"  # this task's own implementations of the passes
 INT8_CLASSIFICATION = (
@@ -58,7 +60,8 @@ class TextGeneration(TokenizedTexts):
                     for name in INT8_CLASSIFICATION
                 },
             ),
-            # custom-op graphs (INT4 MatMulNBits) are not parsed: the step says why and goes on
+            # custom-op graphs (INT4 MatMulNBits) are not parsed: the step says why and goes
+            # on; the weight-only INT4 file for TensorRT (precision int4) must build
             "tensorrt": Support(on_failure="skip"),
             "bundle": Support(run=f"{OWN}:bundle"),
         }

@@ -40,7 +40,7 @@ class BuildOptions:
     for the GPU it runs on.
     """
 
-    precision: Literal["fp32", "fp16", "int8"]
+    precision: Literal["fp32", "fp16", "int8", "int4"]
     batch: tuple[int, int, int] = (1, 1, 8)
     sequence: tuple[int, int, int] = (1, 128, 128)
     workspace_mb: int = 1024
@@ -85,6 +85,11 @@ def build_serialized(
             config.set_flag(trt.BuilderFlag.FP16)
         elif options.precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ layers only: no calibrator is set
+        elif options.precision == "int4":
+            # weight-only INT4 DequantizeLinear -> MatMul; activations in FP16
+            config.set_flag(trt.BuilderFlag.FP16)
+            if hasattr(trt.BuilderFlag, "INT4"):
+                config.set_flag(trt.BuilderFlag.INT4)
     if options.sparsity:
         config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     if backend == "tensorrt_rtx":
@@ -136,9 +141,18 @@ def parser_error(error: Any) -> str:
 def add_profile(
     builder: Any, network: Any, config: Any, options: BuildOptions
 ) -> dict[str, dict[str, list[int]]]:
-    """One optimization profile: dynamic axes set from (batch, sequence) ranges."""
+    """One optimization profile: dynamic axes set from (batch, sequence) ranges.
+
+    A decoder with a KV cache (inputs `past_key_values.*`, as optimum exports them) gets a
+    profile that covers both of its steps: the prompt (an empty cache, up to the longest
+    sequence of new tokens) and decode (one new token, a cache up to that length); its
+    optimum is a decode step (one new token after `sequence.opt - 1` cached ones, so the
+    attention mask's length is their sum).
+    """
     profile = builder.create_optimization_profile()
     shapes: dict[str, dict[str, list[int]]] = {}
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    decoder = any(name.startswith("past_key_values.") for name in names)
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         dims = list(tensor.shape)
@@ -152,8 +166,13 @@ def add_profile(
         for axis, ranges in zip(dynamic, (options.batch, options.sequence), strict=False):
             for which in range(3):
                 picked[which][axis] = ranges[which]
-        if tensor.name.startswith("past_key_values.") and len(dynamic) == 2:
-            picked[0][dynamic[1]] = 0  # a decoder's first step has no past (an empty cache)
+        if decoder and len(dynamic) == 2:
+            length = dynamic[1]
+            if tensor.name.startswith("past_key_values."):
+                picked[0][length] = 0  # the prompt's step has no past (an empty cache)
+                picked[1][length] = max(options.sequence[1] - 1, 0)
+            elif tensor.name != "attention_mask":  # the new tokens: one at a decode step
+                picked[1][length] = 1
         profile.set_shape(tensor.name, *picked)
         shapes[tensor.name] = dict(zip(("min", "opt", "max"), picked, strict=True))
     config.add_optimization_profile(profile)

@@ -47,7 +47,7 @@ INSTALL_HINT = (
     "pip install 'edge-compress[tensorrt-rtx]' (TensorRT-RTX, builds on a machine without "
     "a GPU), or install TensorRT from NVIDIA (JetPack on Jetson)"
 )
-BUILD_FORMAT = 2  # bump when the builder code changes what an engine holds (2: empty past)
+BUILD_FORMAT = 3  # bump when the builder code changes what an engine holds (3: decode opt)
 ENGINE_FILE = "engine.plan"
 INFO_FILE = "build.json"
 LOG_FILE = "build.log"
@@ -143,8 +143,9 @@ def build_engine(
 
     source = onnx_path
     with tempfile.TemporaryDirectory(prefix="compress-trt-") as scratch:
-        if options.precision == "fp16" and backend == "tensorrt_rtx":
-            # TensorRT-RTX networks are strongly typed (no FP16 flag): the graph must be FP16.
+        if options.precision in ("fp16", "int4") and backend == "tensorrt_rtx":
+            # TensorRT-RTX networks are strongly typed (no FP16 flag): the graph must be FP16
+            # (int4: FP16 activations and scales, the weights stay INT4).
             source = to_fp16(onnx_path, Path(scratch) / "model_fp16.onnx")
         logger = collecting_logger(trt)
         started = time.perf_counter()
@@ -184,6 +185,10 @@ def build_engine(
 def _precision_note(backend: Backend, precision: str) -> str:
     if precision == "int8":
         return "explicit Q/DQ nodes of the ONNX model (no calibrator)"
+    if precision == "int4":
+        if backend == "tensorrt_rtx":
+            return "weight-only INT4 DequantizeLinear nodes; ONNX converted to FP16 activations"
+        return "weight-only INT4 DequantizeLinear nodes; FP16 activations (builder flag)"
     if precision == "fp16":
         if backend == "tensorrt_rtx":
             return "ONNX converted to FP16 (inputs/outputs kept), strongly typed network"

@@ -7,7 +7,10 @@ Checks, each finding one line with a severity:
   of the installed parser when there is one, else the list below); ONNX
   Runtime contrib ops (`com.microsoft`, e.g. fused Attention) are errors.
 - `qdq`: Q/DQ is symmetric INT8 (zero points 0), weights per channel, and no
-  int32 (bias) dequantization (`compress.quant.qdq_check`).
+  int32 (bias) dequantization (`compress.quant.qdq_check`); a weight-only
+  model (DequantizeLinear of constant weights, no QuantizeLinear) is checked
+  for TensorRT's weight-only form instead: blocked symmetric INT4 feeding
+  MatMul, opset 21 (`compress.trt.weight_only`).
 - `shapes`: every input has a known rank and names its dynamic axes.
 - `parser`: with `tensorrt` or `tensorrt_rtx` installed, NVIDIA's own parser
   reads the model and every node it refuses is an error.
@@ -76,13 +79,13 @@ def lint_onnx(path: Path, *, polygraphy: bool = True) -> list[Finding]:
     findings = [
         *_check_opset(model),
         *_check_operators(model, backend),
-        *_check_qdq(path),
+        *_check_qdq(path, model),
         *_check_shapes(model),
     ]
     if backend is not None:
         findings += _check_parser(path, backend)
     if polygraphy:
-        findings += _polygraphy_lint(path)
+        findings += _polygraphy_lint(path, _decoder_shapes(model))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])
 
@@ -138,9 +141,33 @@ def _check_operators(model: Any, backend: Any) -> list[Finding]:
     return findings
 
 
-def _check_qdq(path: Path) -> list[Finding]:
-    from compress.quant.qdq_check import check_qdq
+def _check_weight_only(model: Any) -> list[Finding]:
+    from compress.trt.weight_only import check_weight_only
 
+    report = check_weight_only(model)
+    findings = []
+    for problem in report.problems:
+        where, _, message = problem.partition(": ")
+        findings.append(Finding("error", "qdq", where, message))
+    if not report.problems:
+        findings.append(Finding("info", "qdq", "model", report.summary()))
+    if report.float_matmuls:
+        message = f"{report.float_matmuls} MatMul(s) with float weights (kept float)"
+        findings.append(Finding("info", "qdq", "model", message))
+    return findings
+
+
+def _check_qdq(path: Path, model: Any) -> list[Finding]:
+    from compress.quant.qdq_check import check_qdq
+    from compress.trt.weight_only import is_weight_only
+
+    if is_weight_only(model):
+        full = model
+        if any(e.key == "location" for t in model.graph.initializer for e in t.external_data):
+            import onnx
+
+            full = onnx.load(str(path))  # the scales are read
+        return _check_weight_only(full)
     report = check_qdq(path)
     if report.quantize_nodes + report.dequantize_nodes == 0:
         return [Finding("info", "qdq", "model", "no Q/DQ nodes (a float model)")]
@@ -197,8 +224,30 @@ def _check_parser(path: Path, backend: Any) -> list[Finding]:
     ]
 
 
-def _polygraphy_lint(path: Path) -> list[Finding]:
-    """`polygraphy check lint`, run as a separate process; its entries become findings."""
+def _decoder_shapes(model: Any) -> list[str]:
+    """`--input-shapes` of a decoder's prompt step for polygraphy (batch 1, 4 new tokens, an
+    empty KV cache): its own guess, 1 for every named axis, breaks the attention mask's
+    length (past + new tokens). Empty for a model without `past_key_values.*` inputs."""
+    inputs = model.graph.input
+    if not any(t.name.startswith("past_key_values.") for t in inputs):
+        return []
+    shapes = []
+    for tensor in inputs:
+        dims = []
+        for axis, dim in enumerate(tensor.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value"):
+                dims.append(dim.dim_value)
+            elif axis == 0:
+                dims.append(1)
+            else:
+                dims.append(0 if tensor.name.startswith("past_key_values.") else 4)
+        shapes.append(f"{tensor.name}:[{','.join(map(str, dims))}]")
+    return shapes
+
+
+def _polygraphy_lint(path: Path, shapes: list[str] | None = None) -> list[Finding]:
+    """`polygraphy check lint`, run as a separate process (with `shapes` as its
+    `--input-shapes`); its entries become findings."""
     missing = [
         m for m in ("polygraphy", "onnx_graphsurgeon") if importlib.util.find_spec(m) is None
     ]
@@ -215,6 +264,7 @@ def _polygraphy_lint(path: Path) -> list[Finding]:
             "import sys; from polygraphy.tools import main; sys.argv[0] = 'polygraphy'; "
             "sys.exit(main())",
             *("check", "lint", str(path), "-o", str(out), "--log-file", str(Path(scratch) / "log")),
+            *(["--input-shapes", *shapes] if shapes else []),
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if not out.is_file():

@@ -225,7 +225,7 @@ def _recipe_error(tmp_path: Path, passes: str) -> RecipeError:
 
 def test_bad_options_are_recipe_errors(tmp_path: Path) -> None:
     head = "  - export_onnx\n  - quantize: {targets: [tensorrt]}\n"
-    error = _recipe_error(tmp_path, head + "  - tensorrt: {precision: int4}\n")
+    error = _recipe_error(tmp_path, head + "  - tensorrt: {precision: int2}\n")
     assert "passes[2].tensorrt.precision" in str(error)
     error = _recipe_error(tmp_path, head + "  - tensorrt: {compute_capability: [9.0]}\n")
     assert "compute_capability" in str(error)

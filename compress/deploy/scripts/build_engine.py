@@ -114,7 +114,7 @@ def run(argv: list[str] | None) -> int:
     parser.add_argument("--out", default="model.engine")
     parser.add_argument("--backend", choices=["auto", "tensorrt", "tensorrt_rtx"], default="auto")
     parser.add_argument(
-        "--precision", choices=["fp32", "fp16", "int8"], default=engine["precision"]
+        "--precision", choices=["fp32", "fp16", "int8", "int4"], default=engine["precision"]
     )
     parser.add_argument("--batch", type=_range, default=tuple(engine["batch"]))
     parser.add_argument("--sequence", type=_range, default=tuple(engine["sequence"]))
