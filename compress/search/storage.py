@@ -194,7 +194,8 @@ def _dead(worker: object, boot: object) -> bool:
 
 def retry_dead_trials(study: optuna.Study) -> int:
     """Fail the running trials whose worker died (on this machine at once, elsewhere once
-    its heartbeats stopped) and ask for their values again; returns how many."""
+    its heartbeats stopped) and ask for their values again; returns how many. Call it
+    holding the search lock."""
     import optuna
     from optuna.trial import TrialState
 
@@ -202,6 +203,14 @@ def retry_dead_trials(study: optuna.Study) -> int:
     retry = _retry_callback()
     count = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if WORKER not in trial.user_attrs:
+            # Its worker died while asking: the worker records itself right after its
+            # values, under the search lock the caller holds now. Its values may be partial,
+            # so it is failed without a retry and the next ask takes its place (with the
+            # seed an uninterrupted search would have used).
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            continue
         if _dead(trial.user_attrs.get(WORKER), trial.user_attrs.get(BOOT)):
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
