@@ -149,20 +149,24 @@ def set_accuracy_level(model: Any, level: int) -> int:
     return count
 
 
-def node_groups(model: Any) -> dict[str, list[str]]:
-    """Names of the layers' MatMuls, the LM head MatMul and the embedding Gather."""
+def weighted_nodes(model: Any) -> dict[str, list[Any]]:
+    """The layers' MatMuls, the LM head MatMul and the embedding Gather (constant weights)."""
     constants = {t.name: t for t in model.graph.initializer}
     outputs = {o.name for o in model.graph.output}
     inputs = {i.name for i in model.graph.input}
-    groups: dict[str, list[str]] = {"layers": [], "lm_head": [], "embedding": []}
+    groups: dict[str, list[Any]] = {"layers": [], "lm_head": [], "embedding": []}
     for node in model.graph.node:
         weight = constants.get(node.input[1]) if len(node.input) > 1 else None
         if node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
-            key = "lm_head" if set(node.output) & outputs else "layers"
-            groups[key].append(node.name)
+            groups["lm_head" if set(node.output) & outputs else "layers"].append(node)
         elif node.op_type == "Gather" and node.input[0] in constants and node.input[1] in inputs:
-            groups["embedding"].append(node.name)
+            groups["embedding"].append(node)
     return groups
+
+
+def node_groups(model: Any) -> dict[str, list[str]]:
+    """Names of the layers' MatMuls, the LM head MatMul and the embedding Gather."""
+    return {key: [n.name for n in nodes] for key, nodes in weighted_nodes(model).items()}
 
 
 def _algo_config(name: str, bits: int, block: int, symmetric: bool, ops: tuple[str, ...]) -> Any:

@@ -196,21 +196,6 @@ def positive_scales(model: Any) -> int:
     return clipped
 
 
-def _weighted_nodes(model: Any) -> dict[str, list[Any]]:
-    """The layers' MatMuls, the LM head MatMul and the embedding Gather (constant weights)."""
-    constants = {t.name: t for t in model.graph.initializer}
-    outputs = {o.name for o in model.graph.output}
-    inputs = {i.name for i in model.graph.input}
-    groups: dict[str, list[Any]] = {"layers": [], "lm_head": [], "embedding": []}
-    for node in model.graph.node:
-        weight = constants.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
-            groups["lm_head" if set(node.output) & outputs else "layers"].append(node)
-        elif node.op_type == "Gather" and node.input[0] in constants and node.input[1] in inputs:
-            groups["embedding"].append(node)
-    return groups
-
-
 def _rtn_matmuls(model: Any, nodes: list[Any], bits: int, block: int) -> None:
     from onnx import numpy_helper
 
@@ -238,7 +223,7 @@ def quantize_weights_qdq(
     from onnx import numpy_helper
 
     from compress.llm.calibrated import calibration_feeds, compress_with_nncf, method_name
-    from compress.llm.int4 import untie_lm_head
+    from compress.llm.int4 import untie_lm_head, weighted_nodes
 
     if wo.calibrated and not calibration:
         raise PassFailed(f"weight_only {wo.algorithm} (awq: {wo.awq}) needs calibration text")
@@ -249,7 +234,7 @@ def quantize_weights_qdq(
     # a tied head (MatMul of the embedding's Transpose) gets its own weight: the embedding's
     # blocks run along the hidden axis for the Gather, the head's along the MatMul input
     tied = untie_lm_head(model)
-    groups = _weighted_nodes(model)
+    groups = weighted_nodes(model)
 
     def matching(patterns: list[str]) -> list[Any]:
         return [n for n in groups["layers"] if any(re.fullmatch(p, n.name) for p in patterns)]
@@ -289,7 +274,7 @@ def quantize_weights_qdq(
         summary["negative_scale_values_clipped"] = positive_scales(model)
         summary["calibration_sequences"] = len(feeds)
         record("layers", rest, 4, method_name(wo), started)
-        groups = _weighted_nodes(model)  # NNCF returns a new graph
+        groups = weighted_nodes(model)  # NNCF returns a new graph
         rest = []
     started = time.perf_counter()
     by_name = {n.name: n for n in groups["layers"]}
