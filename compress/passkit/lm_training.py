@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal
 
 from compress.data import Split
@@ -11,20 +12,54 @@ from compress.passkit.context import PassContext
 from compress.passkit.training import LossFn, TrainConfig, Validator, train
 
 Examples = Literal["text", "prompted"]
+Fit = Callable[[str, str], str]
 VALIDATION_TEXTS = 200  # validation perplexity after each epoch reads this many texts
 
 
-def prompted(split: Split, prompt: str, words: list[str]) -> Split:
-    """Each text as the task asks it, answered: the prompt, then the label's word."""
-    texts = [
-        prompt.replace("{text}", text) + " " + words[int(label)]
-        for text, label in zip(split.texts, split.labels, strict=True)
-    ]
+def prompted(
+    split: Split, prompt: str, words: list[str], end: str = "", fit: Fit | None = None
+) -> Split:
+    """Each text as the task asks it, answered: the prompt, then the label's word, then `end`
+    (the model's end-of-text token, so that a tuned model stops after its answer). `fit`
+    shortens a text so that its whole example, answer and end included, fits the context."""
+    texts = []
+    for text, label in zip(split.texts, split.labels, strict=True):
+        answer = " " + words[int(label)] + end
+        if fit is not None:
+            text = fit(text, prompt.replace("{text}", "") + answer)
+        texts.append(prompt.replace("{text}", text) + answer)
     return Split(texts, split.labels)
 
 
-def lm_context(ctx: PassContext, examples: Examples) -> PassContext:
-    """`ctx` whose training texts are `examples`: the raw texts, or prompted and answered."""
+def end_of_text(tokenizer: Any, config: Any) -> str:
+    """The token that ends a generation: the first of the model's own `eos_token_id`s (what
+    generation and the bundle's generate.py stop on), else the tokenizer's end of text."""
+    eos = getattr(config, "eos_token_id", None)
+    first = eos[0] if isinstance(eos, list) and eos else eos
+    if isinstance(first, int) and 0 <= first < len(tokenizer):
+        return str(tokenizer.convert_ids_to_tokens(first))
+    return str(tokenizer.eos_token or "")
+
+
+def text_fitter(tokenizer: Any, max_length: int) -> Fit:
+    """`fit(text, rest)`: `text` cut (in tokens, at its end) so that the tokenizer's encoding of
+    the text with `rest` stays within `max_length` tokens, special tokens included."""
+
+    def fit(text: str, rest: str) -> str:
+        room = max_length - len(tokenizer(rest)["input_ids"])
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= room:
+            return text
+        return str(tokenizer.decode(ids[: max(room - 1, 0)])).rstrip()
+
+    return fit
+
+
+def lm_context(
+    ctx: PassContext, examples: Examples, end: str = "", fit: Fit | None = None
+) -> PassContext:
+    """`ctx` whose training texts are `examples`: the raw texts, or prompted and answered
+    (see `prompted`)."""
     if examples == "text":
         return ctx
     prompt, words = ctx.data.notes.get("prompt"), ctx.data.notes.get("label_words")
@@ -33,7 +68,7 @@ def lm_context(ctx: PassContext, examples: Examples) -> PassContext:
             "examples: prompted needs labelled data (rotten-tomatoes, or a file with a label "
             "column); these texts have no labels: use examples: text"
         )
-    data = dataclasses.replace(ctx.data, train=prompted(ctx.data.train, prompt, words))
+    data = dataclasses.replace(ctx.data, train=prompted(ctx.data.train, prompt, words, end, fit))
     return dataclasses.replace(ctx, data=data)
 
 
@@ -74,6 +109,6 @@ def train_lm(
 ) -> dict[str, Any]:
     """Train a causal LM on the recipe's texts (see `train`), validated by perplexity."""
     validate = perplexity_validator(tokenizer, ctx)
-    return train(
-        model, tokenizer, cfg, lm_context(ctx, examples), loss_fn, desc, min_steps, validate
-    )
+    end = end_of_text(tokenizer, getattr(model, "config", None))
+    taught = lm_context(ctx, examples, end, text_fitter(tokenizer, ctx.max_length))
+    return train(model, tokenizer, cfg, taught, loss_fn, desc, min_steps, validate)
