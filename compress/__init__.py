@@ -6,10 +6,15 @@
 
 Importing this package loads no deep-learning framework; passes import their
 backends when they run.
+
+The package prints nothing: it logs under the `compress` logger (progress at INFO,
+detail at DEBUG) and shows no progress bars unless asked (`run(..., progress=True)`).
+To see the messages: `logging.basicConfig(level=logging.INFO)`.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,9 @@ from compress._version import __version__
 if TYPE_CHECKING:
     from compress.artifacts import StepResult
     from compress.recipe import Recipe
+
+# a library's messages are the application's to show: none unless it configures logging
+logging.getLogger("compress").addHandler(logging.NullHandler())
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -4,15 +4,16 @@ doctor."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TextIO, TypeAlias
 
 from compress._version import __version__
-from compress.cli_bench import add_bench_model, add_compare, cmd_bench, quiet
+from compress.cli_bench import add_bench_model, add_compare, cmd_bench, log_flags
 from compress.errors import CompressError, UserError
 
 if TYPE_CHECKING:
@@ -37,18 +38,20 @@ def _add_run(sub: Subparsers) -> None:
     _overrides(run)
     run.add_argument("--mlflow", metavar="URI", help="log the run to MLflow at this tracking URI")
     run.add_argument("--no-report", action="store_true", help="skip the benchmark report")
-    quiet(run)
+    log_flags(run)
     validate = sub.add_parser("validate", help="check a recipe without loading any model")
     validate.add_argument("recipe", type=Path)
     _overrides(validate)
+    log_flags(validate)
     passes = sub.add_parser("passes", help="list the passes and their options")
     passes.add_argument("name", nargs="?", help="show one pass only")
+    log_flags(passes)
     report = sub.add_parser("report", help="(re)build the report of a run folder")
     report.add_argument("run_dir", type=Path, nargs="?")
     report.add_argument(
         "--schema", action="store_true", help="print the JSON Schema of report.json and exit"
     )
-    quiet(report)
+    log_flags(report)
 
 
 def _add_tools(sub: Subparsers) -> None:
@@ -59,7 +62,7 @@ def _add_tools(sub: Subparsers) -> None:
     )
     lint.add_argument("model", type=Path, help="ONNX file")
     lint.add_argument("--no-polygraphy", action="store_true", help="skip `polygraphy check lint`")
-    lint.add_argument("--quiet", action="store_true", help="print errors and warnings only")
+    log_flags(lint, quiet="print errors and warnings only")
     bundle = sub.add_parser(
         "bundle", help="package a finished run's model for a device (folder + .tar.gz)"
     )
@@ -73,6 +76,7 @@ def _add_tools(sub: Subparsers) -> None:
     )
     bundle.add_argument("--precision", default="auto", choices=BUNDLE_PRECISIONS)
     bundle.add_argument("--out", type=Path, help="bundle folder (default: RUN_DIR/bundle-TARGET)")
+    log_flags(bundle)
     doctor = sub.add_parser(
         "doctor", help="list the backends, devices and offline assets this machine can use"
     )
@@ -84,6 +88,7 @@ def _add_tools(sub: Subparsers) -> None:
         metavar="NAME[,NAME]",
         help="exit 2 unless these are usable, e.g. --require cuda,tensorrt_rtx",
     )
+    log_flags(doctor)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="compress", description="Make trained models small and fast for edge hardware."
     )
     parser.add_argument("--version", action="version", version=f"compress {__version__}")
+    log_flags(parser)
+    parser.set_defaults(quiet=False, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     bench = sub.add_parser(
@@ -101,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_tools(sub)
     from compress.search.command import add_parser
 
-    add_parser(sub)
+    log_flags(add_parser(sub))
     return parser
 
 
@@ -111,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from compress.tracking import mlflow_uri_override
 
     recipe = load_recipe(args.recipe, [*args.overrides, *mlflow_uri_override(args.mlflow)])
-    run_recipe(recipe, args.out, progress=not args.quiet, report=not args.no_report)
+    run_recipe(recipe, args.out, progress=args.progress, report=not args.no_report)
     return 0
 
 
@@ -161,7 +168,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UserError("compress report: give a run folder (or --schema)")
     from compress.run.reopen import report_run_folder
 
-    report_run_folder(args.run_dir, progress=not args.quiet)
+    report_run_folder(args.run_dir, progress=args.progress)
     return 0
 
 
@@ -211,6 +218,53 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a message comes (a redirect or capture too)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
+class _Concise(logging.Formatter):
+    """The message alone for INFO; `warning: ...`, `error: ...`, `debug: ...` otherwise."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno == logging.INFO:
+            return text
+        return f"{record.levelname.lower()}: {text}"
+
+
+@contextlib.contextmanager
+def cli_logging(level: int) -> Iterator[None]:
+    """Show the `compress` loggers' messages at `level` and up on stderr while a command runs.
+
+    The handler and level are restored after, so that `main()` called from Python leaves
+    the caller's logging as it was. Records still propagate to the root logger (a plain
+    `compress` process has no handler there).
+    """
+    from compress.run.noise import quiet_backends
+
+    logger = logging.getLogger("compress")
+    handler = _Stderr()
+    handler.setFormatter(_Concise())
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        with quiet_backends():
+            yield
+    finally:
+        handler.flush()
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
 COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
@@ -225,14 +279,23 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 user error, 3 a check failed, 1 other)."""
+    """Entry point; returns the exit code (0 ok, 2 user error, 3 a check failed, 1 other).
+
+    Messages go to stderr through the `compress` logger: INFO and up by default,
+    WARNING and up with `--quiet`, DEBUG with `--verbose`; progress bars only on a
+    terminal and never with `--quiet`. What a command answers (tables, JSON) goes to stdout.
+    """
     args = _parser().parse_args(argv)
+    if args.quiet and args.verbose:
+        _parser().error("--quiet and --verbose exclude each other")
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    args.progress = not args.quiet and sys.stderr.isatty()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # torchao, imported by transformers and NNCF, warns at import that its CUDA-only
-    # extensions do not load on a CPU build of torch, and torch warns about its pytree
-    # registrations: noise on every run, nothing a user can act on.
-    for noisy in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    with cli_logging(level):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except CompressError as exc:

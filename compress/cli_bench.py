@@ -4,6 +4,7 @@ suite; the gate's outputs (terminal, JUnit, JSON, $GITHUB_STEP_SUMMARY) and exit
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -14,9 +15,29 @@ if TYPE_CHECKING:
 
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
+log = logging.getLogger(__name__)
 
-def quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def log_flags(parser: argparse.ArgumentParser, quiet: str | None = None) -> None:
+    """`--quiet` and `--verbose`, accepted before the command and after it alike.
+
+    The subcommands' copies default to nothing, so that they never reset a flag given
+    before the command name (the main parser sets both to False).
+    """
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=quiet or "warnings and errors only: no progress lines or bars",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also show debug messages",
+    )
 
 
 def _gate_outputs(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +65,7 @@ def add_compare(bench: Subparsers) -> None:
             flag, type=float, default=default, metavar=metavar, help=f"{text} (default %(default)s)"
         )
     _gate_outputs(compare)
+    log_flags(compare)
     suite = bench.add_parser(
         "run", help="run a suite's recipes and hold each report to its baseline (exit 3)"
     )
@@ -51,7 +73,7 @@ def add_compare(bench: Subparsers) -> None:
     suite.add_argument("--baseline", type=Path, help="one baseline for every run of the suite")
     suite.add_argument("--out", type=Path, help="run folders (default: runs/suite-<name>)")
     _gate_outputs(suite)
-    quiet(suite)
+    log_flags(suite)
 
 
 def add_bench_model(bench: Subparsers) -> None:
@@ -89,7 +111,7 @@ def add_bench_model(bench: Subparsers) -> None:
     )
     model.add_argument("--task", choices=TASK_NAMES, help="default: detected")
     model.add_argument("--out", type=Path, help="results folder (default: bench-runs/<time>)")
-    quiet(model)
+    log_flags(model)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -133,11 +155,11 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
         task=args.task,
         accuracy=not args.no_accuracy,
     )
-    result = bench_model(spec, progress=not args.quiet)
+    result = bench_model(spec, progress=args.progress)
     out = args.out or Path("bench-runs") / timestamp()
     written = write_results(result, out)
     print(render_markdown(result))
-    print("results: " + ", ".join(str(p) for p in written))
+    log.info("results: " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -160,7 +182,7 @@ def _cmd_bench_suite(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     out = args.out or Path("runs") / f"suite-{suite.name}"
-    results = run_suite(suite, out, args.baseline, progress=not args.quiet)
+    results = run_suite(suite, out, args.baseline, progress=args.progress)
     return _gate(flatten(results), suite.doc.budgets.thresholds(), args)
 
 

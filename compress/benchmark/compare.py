@@ -27,8 +27,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
+
+if TYPE_CHECKING:  # pydantic stays out of the CLI's parser, which imports `Thresholds`
+    from compress.artifacts.records import Report, Stage
 
 log = logging.getLogger(__name__)
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"  # GitHub Actions: a file shown on the job's page
@@ -53,52 +56,62 @@ class Check:
     passed: bool
 
 
-def _key(stage: dict[str, Any]) -> str:
-    return f"{stage.get('stage')}:{stage.get('variant')}"
+def _key(stage: Stage) -> str:
+    return f"{stage.stage}:{stage.variant}"
 
 
-def _relative(
-    stage: dict[str, Any], original: dict[str, Any], batch: str
-) -> tuple[float, float, float] | None:
+def _typed(report: Report | Mapping[str, Any]) -> Report:
+    """`report` as a `Report` (a dict from `load_report`, or an older version's, upgraded)."""
+    from compress.artifacts.records import Report, upgrade_report
+
+    if isinstance(report, Report):
+        return report
+    return Report.model_validate(upgrade_report(dict(report)))
+
+
+def _relative(stage: Stage, original: Stage, batch: str) -> tuple[float, float, float] | None:
     """Stage latency / original latency at `batch`: (median, best round, worst round).
 
     From the report's speedup, the median over interleaved rounds of the
     per-round ratio, where the report has rounds; else the ratio of the p50s.
     """
-    vs = stage.get("vs_original", {})
-    speedup = vs.get("speedup", {}).get(batch)
-    spread = vs.get("speedup_rounds", {}).get(batch)
-    if isinstance(speedup, int | float) and speedup > 0 and spread:
-        return 1 / speedup, 1 / spread["max"], 1 / spread["min"]
-    mine = stage.get("latency", {}).get(batch, {}).get("p50_ms")
-    ref = original.get("latency", {}).get(batch, {}).get("p50_ms")
-    if not isinstance(mine, int | float) or not isinstance(ref, int | float) or not ref:
+    vs = stage.vs_original
+    speedup = (vs.speedup or {}).get(batch) if vs else None
+    spread = (vs.speedup_rounds or {}).get(batch) if vs else None
+    if speedup is not None and speedup > 0 and spread is not None:
+        return 1 / speedup, 1 / spread.max, 1 / spread.min
+    mine, ref = stage.latency.get(batch), original.latency.get(batch)
+    if mine is None or ref is None or not ref.p50_ms:
         return None
-    ratio = float(mine) / float(ref)
+    ratio = mine.p50_ms / ref.p50_ms
     return ratio, ratio, ratio
 
 
 def compare_reports(
-    baseline: dict[str, Any], current: dict[str, Any], limits: Thresholds
+    baseline: Report | Mapping[str, Any], current: Report | Mapping[str, Any], limits: Thresholds
 ) -> list[Check]:
-    """Every check of `current` against `baseline` (see the module docstring)."""
+    """Every check of `current` against `baseline` (see the module docstring).
+
+    Either report may be a `Report` or its JSON data (as `load_report` returns it).
+    """
+    base_report, cur_report = _typed(baseline), _typed(current)
     checks: list[Check] = []
-    base_stages = {_key(s): s for s in baseline["stages"]}
-    cur_stages = {_key(s): s for s in current["stages"]}
-    base_orig, cur_orig = baseline["stages"][0], current["stages"][0]
+    base_stages = {_key(s): s for s in base_report.stages}
+    cur_stages = {_key(s): s for s in cur_report.stages}
+    base_orig, cur_orig = base_report.stages[0], cur_report.stages[0]
     for key, base in base_stages.items():
         cur = cur_stages.get(key)
         if cur is None:
             checks.append(Check(key, "present", 1.0, None, "stage must exist", False))
             continue
-        b_acc, c_acc = base.get("accuracy"), cur.get("accuracy")
-        if isinstance(b_acc, int | float) and isinstance(c_acc, int | float):
+        b_acc, c_acc = base.accuracy, cur.accuracy
+        if b_acc is not None and c_acc is not None:
             floor = b_acc - limits.max_accuracy_drop / 100
             checks.append(
                 Check(key, "accuracy", b_acc, c_acc, f">= {floor:.4f}", c_acc >= floor - 1e-12)
             )
         if base is not base_orig:
-            for batch in base.get("latency", {}):
+            for batch in base.latency:
                 b_rel = _relative(base, base_orig, batch)
                 c_rel = _relative(cur, cur_orig, batch)
                 if b_rel is None or c_rel is None:
@@ -117,8 +130,8 @@ def compare_reports(
                         c_rel[0] <= ceiling,
                     )
                 )
-        b_size, c_size = base.get("size_bytes"), cur.get("size_bytes")
-        if isinstance(b_size, int | float) and isinstance(c_size, int | float):
+        b_size, c_size = base.size_bytes, cur.size_bytes
+        if b_size is not None and c_size is not None:
             ceiling = b_size * limits.max_size_growth
             checks.append(
                 Check(key, "size_bytes", b_size, c_size, f"<= {ceiling:.0f}", c_size <= ceiling)

@@ -86,7 +86,7 @@ def detect(model: Path) -> tuple[str, str, Path]:
     )
 
 
-def bench_model(spec: ModelBenchSpec, progress: bool = True) -> dict[str, Any]:
+def bench_model(spec: ModelBenchSpec, progress: bool = False) -> dict[str, Any]:
     """Measure `spec.model` on every runtime; the JSON-able result."""
     from tqdm.auto import tqdm
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import lzma
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ import numpy as np
 
 from compress.data.rotten_tomatoes import cache_dir
 from compress.errors import DataError
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "dataset-fashion-mnist"
 INSTALLED = Path("/usr/share/datasets/fashion-mnist")
@@ -66,7 +69,7 @@ def _download(cache: Path) -> Path:
         return found[-1]
     if shutil.which("apt-get") is None:
         raise DataError(f"the offline dataset 'fashion-mnist' needs `{INSTALL_HINT}` (Debian)")
-    print(f"fetching Fashion-MNIST from Debian ({PACKAGE}, 31 MB, once) ...", flush=True)
+    log.info(f"fetching Fashion-MNIST from Debian ({PACKAGE}, 31 MB, once) ...")
     done = subprocess.run(
         ["apt-get", "download", PACKAGE], cwd=cache, capture_output=True, text=True, timeout=600
     )

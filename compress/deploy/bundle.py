@@ -18,6 +18,7 @@ install is needed there.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -33,6 +34,8 @@ from compress.deploy.devices import Device, check_precision
 from compress.deploy.readme import device_readme, trtexec_script
 from compress.errors import UserError
 from compress.trt.options import EngineShapes
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -124,7 +127,7 @@ def engine_precision(wanted: str, variant: Variant, device: Device) -> str:
 
 
 def make_bundle(
-    run: RunFolder, out: Path, spec: BundleSpec, log: Callable[[str], None] = print
+    run: RunFolder, out: Path, spec: BundleSpec, log: Callable[[str], None] = log.info
 ) -> Bundle:
     """Write the bundle folder `out` and `out.tar.gz` from the finished run `run`."""
     device = spec.device

@@ -15,6 +15,7 @@ runs ONNX Runtime only), so the target `tensorrt` is refused.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -25,6 +26,8 @@ from compress._version import __version__
 from compress.artifacts import RunFolder, StepResult, Variant
 from compress.deploy.bundle import Bundle, finish_bundle
 from compress.errors import UserError
+
+log = logging.getLogger(__name__)
 
 FILES = (
     "config.json",
@@ -162,7 +165,7 @@ def _expected(run: RunFolder, step: StepResult, variant: Variant) -> dict[str, A
 
 
 def make_embed_bundle(
-    run: RunFolder, out: Path, target: str, log: Callable[[str], None] = print
+    run: RunFolder, out: Path, target: str, log: Callable[[str], None] = log.info
 ) -> Bundle:
     """Write the bundle folder `out` and `out.tar.gz` of the finished embedding run `run`."""
     steps = run.steps()

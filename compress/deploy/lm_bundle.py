@@ -18,6 +18,7 @@ sequence length. A CPU device gets the CPU file.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -30,6 +31,8 @@ from compress.deploy.bundle import Bundle, finish_bundle
 from compress.deploy.devices import Device, get_device
 from compress.errors import UserError
 from compress.trt.options import EngineShapes
+
+log = logging.getLogger(__name__)
 
 FILES = (
     "config.json",
@@ -84,7 +87,7 @@ def make_lm_bundle(
     run: RunFolder,
     out: Path,
     target: str,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = log.info,
     shapes: EngineShapes | None = None,
     workspace_mb: int | None = None,
 ) -> Bundle:

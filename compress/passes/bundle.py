@@ -12,6 +12,7 @@ that file. The pass runs after the report so that figure is known; see
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,8 @@ from compress.errors import UserError
 from compress.passes.base import PassConfig, PassContext, PassInfo
 from compress.passkit.io import bundle_artifact, bundle_name
 from compress.trt.options import EngineShapes
+
+log = logging.getLogger(__name__)
 
 
 class BundleConfig(PassConfig, EngineShapes):
@@ -54,7 +57,7 @@ class BundleConfig(PassConfig, EngineShapes):
 
 
 def package(
-    run_dir: Path, cfg: BundleConfig, out: Path, log: Callable[[str], None] = print
+    run_dir: Path, cfg: BundleConfig, out: Path, log: Callable[[str], None] = log.info
 ) -> Bundle:
     """Write the bundle of the finished run in `run_dir` to `out` (and `out.tar.gz`)."""
     spec = BundleSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from compress.data import Dataset
 from compress.options import StrictOptions
 from compress.tasks import DEFAULT_TASK, Task, get_task
 from compress.tasks.base import Objective, objective_of
+
+log = logging.getLogger(__name__)
 
 
 class PassConfig(StrictOptions):
@@ -30,13 +33,14 @@ class PassContext:
     max_length: int
     seed: int
     key: str
-    progress: bool = True
+    progress: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     task: Task = field(default_factory=lambda: get_task(DEFAULT_TASK))
     run_dir: Path | None = None  # the run folder, for passes that package the whole run
 
     def log(self, message: str) -> None:
-        print(f"  {message}", flush=True)
+        """A progress line of the running pass (INFO on the `compress` logger)."""
+        log.info(f"  {message}")
 
     @property
     def objective(self) -> Objective:

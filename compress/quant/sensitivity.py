@@ -19,12 +19,15 @@ spirit of ModelOpt's AutoQuantize, with measured error as the sensitivity).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 OP_TYPES = ("MatMul", "Gemm", "Conv")
 
@@ -164,7 +167,7 @@ def keep_float_within_budget(
     budget_points: float,
     ranking: list[str],
     max_layers: int,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = log.info,
     baseline: float | None = None,
 ) -> Fallback:
     """Re-quantize with the first 1, 2, 4, ... names of `ranking` in float until

@@ -23,6 +23,7 @@ Example, rank 0 writes a file the others then read:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -151,10 +152,17 @@ def main_first(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_unless_main() -> Iterator[None]:
-    """Send this process's prints nowhere unless it is rank 0 (errors still go to stderr)."""
+    """Keep this process's messages (the `compress` logger below WARNING, and its stdout) to
+    itself unless it is rank 0; warnings and errors still show."""
     if is_main():
         yield
         return
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
-    sys.stdout.flush()
+    logger = logging.getLogger("compress")
+    level = logger.level
+    logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+        sys.stdout.flush()
+    finally:
+        logger.setLevel(level)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from compress.artifacts import StepResult, hash_json, read_json, write_json_atomic
 from compress.data import Dataset, Split
 from compress.tasks import Task
+
+log = logging.getLogger(__name__)
 
 
 def label_with_model(data: Dataset, step: StepResult, task: Task, max_length: int) -> Dataset:
@@ -26,7 +29,7 @@ def label_with_model(data: Dataset, step: StepResult, task: Task, max_length: in
             logits = predict_logits(model, processor, encoded, task, desc=f"label {name}")
             labels[name] = logits.argmax(-1).tolist()
         write_json_atomic(cache, labels)
-    print(f"data: {data.source} has no labels: labelled with the input model's top-1 class")
+    log.info(f"data: {data.source} has no labels: labelled with the input model's top-1 class")
 
     def relabel(name: str) -> Split:
         return Split(data.split(name).inputs, np.asarray(labels[name], dtype=np.int64))

@@ -7,7 +7,7 @@ from pathlib import Path
 from compress.artifacts import INPUT_STEP, RunFolder
 
 
-def report_run_folder(run_dir: Path, progress: bool = True) -> None:
+def report_run_folder(run_dir: Path, progress: bool = False) -> None:
     """Rebuild the report of `run_dir` from its resolved recipe and step manifests.
 
     Every step must have finished and its files must be those its manifest

@@ -12,6 +12,7 @@ finished step is reused while its key and its files are unchanged (see
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +24,11 @@ from compress.recipe import Recipe
 from compress.run import distributed as dist
 from compress.run.labels import label_with_model
 from compress.run.lock import run_folder_lock
+from compress.run.noise import quiet_backends
 from compress.run.steps import input_step, run_step
 from compress.system import package_versions
+
+log = logging.getLogger(__name__)
 
 
 def default_out_dir(recipe: Recipe) -> Path:
@@ -38,13 +42,16 @@ AfterStep = Callable[[StepResult], None]
 def run_recipe(
     recipe: Recipe,
     out_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool = False,
     report: bool = True,
     *,
     store: StepStore | None = None,
     after_step: AfterStep | None = None,
 ) -> list[StepResult]:
     """Run every pass (reusing finished steps), then benchmark and write the report.
+
+    Progress lines go to the `compress` logger (INFO); `progress=True` also shows
+    progress bars (on stderr). Nothing is printed otherwise.
 
     With a `store`, finished steps are also taken from (and kept in) a store
     shared with other run folders (see `compress.artifacts.step_store`).
@@ -62,6 +69,7 @@ def run_recipe(
     try:
         with (
             dist.quiet_unless_main(),
+            quiet_backends(),
             dist.process_group(),
             contextlib.ExitStack() as lock,
         ):
@@ -86,7 +94,7 @@ def _run_locked(
 
     main = dist.is_main()
     processes = f" ({dist.world_size()} processes)" if dist.world_size() > 1 else ""
-    print(f"compress {__version__}: recipe {recipe.file} -> {run.path}{processes}")
+    log.info(f"compress {__version__}: recipe {recipe.file} -> {run.path}{processes}")
 
     from compress.data.loaders import load_dataset
 
@@ -102,20 +110,20 @@ def _run_locked(
             data = label_with_model(data, results[0], task, recipe.doc.data.max_length)
     names = data.label_names
     shown = names if len(names) <= 12 else f"{len(names)} classes"
-    print(
+    log.info(
         f"data: {data.source} ({len(data.train)} train / {len(data.validation)} validation / "
         f"{len(data.test)} test, labels {shown})"
     )
     if main:
-        run.write_reproduce(
-            {
-                "recipe_sha": hash_json(recipe.resolved),
-                "seed": recipe.doc.seed,
-                "data_key": data.key,
-                "input_model_key": results[0].artifact.key,
-                "versions": package_versions(),
-            }
-        )
+        reproduce = {
+            "recipe_sha": hash_json(recipe.resolved),
+            "seed": recipe.doc.seed,
+            "data_key": data.key,
+            "input_model_key": results[0].artifact.key,
+            "versions": package_versions(),
+        }
+        log.debug(f"reproduce: {reproduce}")
+        run.write_reproduce(reproduce)
     total = len(recipe.steps)
     # passes that package the run (bundle) come last and run after the report, to read it
     packaging = [s for s in recipe.steps if s.info.after_report]
@@ -125,7 +133,7 @@ def _run_locked(
                 return results  # the report and packaging are rank 0's alone
             if report:
                 _report(recipe, results, data, run.path, progress)
-        print(f"[{step.index + 1}/{total}] {step.name}")
+        log.info(f"[{step.index + 1}/{total}] {step.name}")
         results.append(finished(run_step(recipe, step, results[step.source], data, run, progress)))
     if report and not packaging and main:
         _report(recipe, results, data, run.path, progress)

@@ -15,6 +15,7 @@ suite file. Every problem in the file is reported as `file:line key: message`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from compress.benchmark.compare import Check, Thresholds
 from compress.errors import RecipeError, UserError
 from compress.options import StrictOptions
 from compress.recipe.yaml_lines import format_path, load_yaml
+
+log = logging.getLogger(__name__)
 
 
 class Budgets(StrictOptions):
@@ -111,7 +114,7 @@ def load_suite(file: Path) -> Suite:
 
 
 def run_suite(
-    suite: Suite, out: Path, baseline: Path | None = None, progress: bool = True
+    suite: Suite, out: Path, baseline: Path | None = None, progress: bool = False
 ) -> dict[str, list[Check]]:
     """Run every recipe into `out/<name>` and compare its report with its baseline."""
     from compress.artifacts import load_report
@@ -123,11 +126,11 @@ def run_suite(
     for index, run in enumerate(suite.doc.runs):
         recipe = load_recipe(suite.path(run.recipe), run.set)
         name = run.name or recipe.name
-        print(f"suite {suite.name} [{index + 1}/{len(suite.doc.runs)}]: {name}")
+        log.info(f"suite {suite.name} [{index + 1}/{len(suite.doc.runs)}]: {name}")
         run_recipe(recipe, out / name, progress=progress)
         reference = baseline if baseline is not None else _baseline(suite, run)
         if reference is None:
-            print(f"  {name}: no baseline; report written, nothing compared")
+            log.info(f"  {name}: no baseline; report written, nothing compared")
             results[name] = []
             continue
         current = load_report(out / name)

@@ -20,6 +20,7 @@ once. `--keep front` then frees the steps only other trials used
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from compress.recipe import PassStep, Recipe
     from compress.search.space import Space
     from compress.search.study import Objective
+
+log = logging.getLogger(__name__)
 
 Keep = Literal["front", "all"]
 
@@ -46,7 +49,7 @@ def parse_budget(text: str) -> float:
     return float(match.group(1)) * unit
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """The `search` subcommand's arguments."""
     search = sub.add_parser(
         "search",
@@ -96,7 +99,7 @@ def add_parser(sub: Any) -> None:
         "--heartbeat", type=int, default=HEARTBEAT_S, metavar="SECONDS",
         help="a worker's heartbeat; a trial silent for 3 of them is retried (default %(default)s)",
     )  # fmt: skip
-    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    return search  # type: ignore[no-any-return]
 
 
 def command(args: argparse.Namespace) -> int:
@@ -117,12 +120,12 @@ def command(args: argparse.Namespace) -> int:
         return run_workers(args, out)
     written = run_search(
         args.recipe, args.space, out, args.objective, args.max_drop, args.budget, args.trials,
-        stage=args.stage, margin=args.margin, seed=args.seed, progress=not args.quiet,
+        stage=args.stage, margin=args.margin, seed=args.seed, progress=args.progress,
         storage=args.storage, keep=args.keep, finish_only=args.finish, threads=args.threads,
         heartbeat=args.heartbeat,
     )  # fmt: skip
     if written:
-        print("search: " + ", ".join(str(p) for p in written))
+        log.info("search: " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -183,7 +186,7 @@ def run_search(
     stage: str | None = None,
     margin: float = 1.0,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool = False,
     storage: str | None = None,
     keep: Keep = "all",
     finish_only: bool = False,
@@ -233,14 +236,14 @@ def run_search(
             study.enqueue_trial(params, user_attrs={"hand_written": True}, skip_if_exists=True)
     setup = Setup(recipe, raw, scored, out, data, task, settings, margin)
     original_at = original_index(recipe)
-    print(f"search: {recipe_file} over {len(space.knobs)} knobs -> {out} (study {name})")
+    log.info(f"search: {recipe_file} over {len(space.knobs)} knobs -> {out} (study {name})")
     first = run_config(setup, trial_data(raw, original_at - 1), "original")
     if not first.score:
         raise UserError(f"the original did not run: {first.error or first.stopped}")
     setup.original = Stage(Path(first.score["stage"]), first.score["variant"])
     setup.floor = first.score["val_accuracy"] - max_drop / 100
     accuracy = first.score["val_accuracy"]
-    print(f"original: validation accuracy {accuracy:.2%}; floor {setup.floor:.2%}")
+    log.info(f"original: validation accuracy {accuracy:.2%}; floor {setup.floor:.2%}")
     original_bytes = int(first.score["size_bytes"])
     if not finish_only:
         limits = Limits(trials, budget_s, seed)

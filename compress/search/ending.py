@@ -8,6 +8,7 @@ ends at the same time, or `--finish` run again, returns the files as they are.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,6 +18,8 @@ from compress.errors import UserError
 
 if TYPE_CHECKING:
     import optuna
+
+log = logging.getLogger(__name__)
 
 FINISHED = ".finished.json"  # the study state the outputs were written for
 
@@ -40,7 +43,7 @@ def finish_once(
         message = f"{len(running)} trials still run in other workers; the last one writes the front"
         if finish_only:
             raise UserError(message + " (or run --finish once they end)")
-        print(f"search: {message}")
+        log.info(f"search: {message}")
         return []
     state = [(t.number, t.state.name) for t in study.get_trials(deepcopy=False)]
     stamp = hash_json({"trials": state, "keep": keep})
@@ -48,7 +51,7 @@ def finish_once(
     if isinstance(done, dict) and done.get("stamp") == stamp:
         written = [Path(p) for p in done.get("written", [])]
         if all(p.exists() for p in written):
-            print("search: the front of this study is written already")
+            log.info("search: the front of this study is written already")
             return written
     written = write()
     freed = None
@@ -56,7 +59,7 @@ def finish_once(
         pareto = read_json(out / "pareto.json")
         rows = [pareto["original"], *pareto["rows"]]
         freed, kept = reclaim(out, {Path(r["folder"]).name for r in rows})
-        print(f"search: --keep front freed {freed / 1e6:.1f} MB ({kept} stored steps kept)")
+        log.info(f"search: --keep front freed {freed / 1e6:.1f} MB ({kept} stored steps kept)")
     record = {"stamp": stamp, "written": [str(p) for p in written], "freed_bytes": freed}
     write_json_atomic(out / FINISHED, record)
     return written

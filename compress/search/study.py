@@ -19,6 +19,7 @@ single-worker search samples what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 import warnings
@@ -33,6 +34,8 @@ from compress.search.trial import Outcome, Setup, run_config, trial_data
 
 if TYPE_CHECKING:
     import optuna
+
+log = logging.getLogger(__name__)
 
 Objective = Literal["latency", "size", "both"]
 HAND_WRITTEN = "hand_written"
@@ -200,7 +203,9 @@ def search_loop(
         while True:
             with hold(setup.out / SEARCH_LOCK):
                 if retry_dead_trials(study):
-                    print("retrying: a trial whose worker stopped is asked again with its values")
+                    log.info(
+                        "retrying: a trial whose worker stopped is asked again with its values"
+                    )
                 move = next_move(study, limits)
                 if move == "ask":
                     done = finished(study)
@@ -229,7 +234,7 @@ def search_loop(
                     state = TrialState.PRUNED if outcome.stopped else TrialState.FAIL
                     study.tell(trial, state=state)
             except UpdateFinishedTrialError:  # its heartbeats were missed: a retry runs it
-                print(f"trial {trial.number} was given up as silent; its retry counts instead")
+                log.info(f"trial {trial.number} was given up as silent; its retry counts instead")
             bar.n = len(finished(study))
             bar.set_postfix_str(_status(study, limits, objective))
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -44,6 +46,7 @@ from compress.run.runner import run_recipe
 from compress.search.locks import TRIAL_LOCK, hold
 from compress.tasks import Task
 
+log = logging.getLogger(__name__)
 SCORE = "score.json"
 
 
@@ -174,9 +177,10 @@ def _run_config(setup: Setup, data: dict[str, Any], label: str, folder: Path) ->
 
     checked: list[StepResult] = []
     with (
-        open(folder / "log.txt", "a", encoding="utf-8") as log,
-        contextlib.redirect_stdout(log),
-        contextlib.redirect_stderr(log),
+        open(folder / "log.txt", "a", encoding="utf-8") as trial_log,
+        contextlib.redirect_stdout(trial_log),
+        contextlib.redirect_stderr(trial_log),
+        _logging_to(trial_log),
     ):
         try:
             results = run_recipe(
@@ -188,16 +192,33 @@ def _run_config(setup: Setup, data: dict[str, Any], label: str, folder: Path) ->
                 after_step=check,
             )
         except TrialStopped as exc:
-            print(f"stopped: {exc}")
+            log.info(f"stopped: {exc}")
             return Outcome(folder, stopped=str(exc))
         except CompressError as exc:  # values the space allows one by one, refused together
-            print(f"error: {exc}")
+            log.warning(f"error: {exc}")
             return Outcome(folder, error=str(exc))
     stage = scored_stage(results[-1])
     score = _score(setup, stage)
     seconds = time.time() - started
     write_json_atomic(folder / SCORE, {"key": score_key, "score": score, "seconds": seconds})
     return Outcome(folder, score)
+
+
+@contextlib.contextmanager
+def _logging_to(stream: IO[str]) -> Iterator[None]:
+    """The run's messages (INFO and up) go to the trial's own log file, and nowhere else."""
+    logger = logging.getLogger("compress")
+    handler = logging.StreamHandler(stream)
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers = [handler]
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        handler.flush()
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
 
 
 def scored_stage(step: StepResult) -> Stage:

@@ -9,11 +9,14 @@ search folder; the last one to finish writes the front.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def cores() -> int:
@@ -52,7 +55,7 @@ def run_workers(args: argparse.Namespace, out: Path) -> int:
     threads = threads_per_worker(args.workers, args.threads)
     argv = [sys.executable, "-m", "compress", *worker_argv(args, out, threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    print(f"search: {args.workers} workers x {threads} threads -> {out}")
+    log.info(f"search: {args.workers} workers x {threads} threads -> {out}")
     workers = [subprocess.Popen(argv, env=env) for _ in range(args.workers)]
     try:
         codes = [worker.wait() for worker in workers]
@@ -65,5 +68,5 @@ def run_workers(args: argparse.Namespace, out: Path) -> int:
         raise
     failed = [code for code in codes if code]
     if failed:
-        print(f"search: {len(failed)} of {len(codes)} workers failed (exit codes {failed})")
+        log.warning(f"search: {len(failed)} of {len(codes)} workers failed (exit codes {failed})")
     return next((code if code > 0 else 1 for code in failed), 0)  # killed by a signal: 1

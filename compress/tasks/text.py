@@ -75,14 +75,17 @@ class TransformerExport:
     def fuse_onnx(self, portable: Path, target: Path, model: Any) -> dict[str, int]:
         from onnxruntime.transformers.optimizer import optimize_model
 
+        from compress.quant.ort_quantize import quiet_root_logger
+
         config = model.config
         uniform = not getattr(config, "pruned_heads", None)  # else let ORT read each layer's
-        optimized = optimize_model(
-            str(portable),
-            model_type="bert",
-            num_heads=config.num_attention_heads if uniform else 0,
-            hidden_size=config.hidden_size if uniform else 0,
-        )
+        with quiet_root_logger():  # its fusion notes (e.g. on a tiny vocabulary) are not ours
+            optimized = optimize_model(
+                str(portable),
+                model_type="bert",
+                num_heads=config.num_attention_heads if uniform else 0,
+                hidden_size=config.hidden_size if uniform else 0,
+            )
         optimized.save_model_to_file(str(target))
         return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 

@@ -70,8 +70,10 @@ def optimize_embedder(portable: Path, target: Path, config: Any) -> dict[str, in
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
+    from compress.quant.ort_quantize import quiet_root_logger
+
     uniform = not getattr(config, "pruned_heads", None)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_root_logger():
         warnings.simplefilter("ignore")
         optimized = optimize_model(
             str(portable),

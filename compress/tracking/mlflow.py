@@ -199,7 +199,7 @@ def _announce(settings: MlflowSettings, experiment: str, ids: tuple[str, str], w
     where = shown_uri(settings.uri)
     if where.startswith(("http://", "https://")):
         where = f"{where.rstrip('/')}/#/experiments/{ids[0]}/runs/{ids[1]}"
-    print(f"mlflow: {what} logged to experiment '{experiment}', run {ids[1]} ({where})")
+    log.info(f"mlflow: {what} logged to experiment '{experiment}', run {ids[1]} ({where})")
 
 
 def log_run(

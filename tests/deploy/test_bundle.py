@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import re
 import shlex
 import subprocess
@@ -78,7 +79,7 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_skipped_engine_step_passes_its_input_on(
-    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A tensorrt step without TensorRT is skipped: its input passed on byte for byte, the
     report says why, and a re-run tries it again while reusing the other steps."""
@@ -104,10 +105,10 @@ def test_skipped_engine_step_passes_its_input_on(
     )
     # a re-run tries the skipped step again (it says so again) and reuses the rest
     recipe = load_recipe(tiny_run / "recipe.resolved.yaml")
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="compress")
     again = run_recipe(recipe, tiny_run, progress=False)
     assert [r.reused for r in again] == [True, True, True, False, True]
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "tensorrt: skipped — backend 'tensorrt' is not installed; pip install " in printed
     assert "tensorrt-rtx-cu13==1.7.1.116 or use JetPack's tensorrt" in printed
 
@@ -237,7 +238,7 @@ def test_bundle_command_ships_the_model_it_is_asked_for(
         assert main(args) == 0
         accuracy = measured[f"{step}/{variant}"]
         shown = f": {step}/{file}, expected accuracy {accuracy:.2%} -> {out}.tar.gz ("
-        assert shown in capsys.readouterr().out
+        assert shown in capsys.readouterr().err  # logged, to stderr
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["model"]["source"] == f"{step}/{file}"
         assert manifest["model"]["variant"] == variant

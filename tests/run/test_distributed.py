@@ -66,7 +66,7 @@ def torchrun(
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2"]
     command += [str(entry)] if entry else ["-m", "compress"]
-    command += ["run", str(recipe), "--out", str(out), "--no-report", "--quiet"]
+    command += ["run", str(recipe), "--out", str(out), "--no-report"]
     for override in overrides:
         command += ["--set", override]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
@@ -162,8 +162,8 @@ def test_two_processes_write_one_run_and_reuse_it(
     ]
     tmp = recipe_file.parent / "tmp"
     assert not list(tmp.glob("compress-rank*"))  # rank 1's private work is gone
-    assert done.stdout.count("[1/2] fine_tune") == 1  # only rank 0 prints
-    assert "(2 processes)" in done.stdout
+    assert done.stderr.count("[1/2] fine_tune") == 1  # only rank 0 logs progress
+    assert "(2 processes)" in done.stderr
 
     two = manifest(out, "01-fine_tune")
     assert two["processes"] == 2 and two["metrics"]["processes"] == 2
@@ -176,7 +176,7 @@ def test_two_processes_write_one_run_and_reuse_it(
 
     again = torchrun(recipe_file, out, tmp)  # every rank reuses every step
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("  reused ") == 2  # fine_tune and export_onnx
+    assert again.stderr.count("  reused ") == 2  # fine_tune and export_onnx
     assert manifest(out, "01-fine_tune")["key"] == two["key"]
 
     # one process on a copy of the folder: the same recipe is another training step

@@ -68,7 +68,7 @@ class Run:
             "TRANSFORMERS_OFFLINE": "1",
         }
         self.proc = subprocess.Popen(
-            [*COMMAND, str(recipe), "--out", str(out), "--no-report", "--quiet"],
+            [*COMMAND, str(recipe), "--out", str(out), "--no-report"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -154,8 +154,8 @@ def test_killed_runs_resume_to_the_same_result(
     assert_killed_inside(out, "03-quantize", ["00-input", "01-fine_tune", "02-export_onnx"])
 
     # 4. rerun to the end: only quantize runs again
-    assert main(["run", str(recipe_file), "--out", str(out), "--no-report", "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["run", str(recipe_file), "--out", str(out), "--no-report"]) == 0
+    printed = capsys.readouterr().err  # progress lines are logged to stderr
     assert printed.count("reused") == 3 and "fine_tune epoch" not in printed
     assert finished_steps(out) == list(STEPS)
     assert not list(out.glob(".*.partial"))

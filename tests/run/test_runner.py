@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,9 @@ def recipe_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 def test_run_resume_and_report(
-    recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    recipe_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="compress")
     out = tmp_path / "run"
     first = run_recipe(load_recipe(recipe_file), out, progress=False)
     assert [r.name for r in first] == ["input", "fine_tune", "distill", "export_onnx", "quantize"]
@@ -86,10 +88,12 @@ def test_run_resume_and_report(
     assert (out / "report.md").read_text().count("| quantize") == 2
     assert load_recipe(out / "recipe.resolved.yaml").steps[3].name == "quantize"
 
-    capsys.readouterr()
+    assert "  evaluating " in caplog.text and "  timing " in caplog.text  # the first run's
+    caplog.clear()
     second = run_recipe(load_recipe(recipe_file), out, progress=False)
     assert all(r.reused for r in second)
-    rerun_output = capsys.readouterr().out
+    rerun_output = caplog.text
+    assert "reused" in rerun_output
     assert "evaluating" not in rerun_output and "timing" not in rerun_output  # cached too
 
     changed = load_recipe(recipe_file, ["passes[1].distill.temperature=3.0"])

@@ -43,9 +43,9 @@ def test_suite_passes_against_its_own_baseline_then_catches_a_regression(
     suite_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = suite_dir / "runs"
-    assert main(["bench", "run", str(_suite(suite_dir, None)), "--out", str(out), "--quiet"]) == 0
+    assert main(["bench", "run", str(_suite(suite_dir, None)), "--out", str(out)]) == 0
     report = out / "tiny_suite" / "report.json"
-    assert report.is_file() and "no baseline" in capsys.readouterr().out
+    assert report.is_file() and "no baseline" in capsys.readouterr().err
     baseline = json.loads(report.read_text())
     (suite_dir / "baseline.json").write_text(json.dumps(baseline))
     suite = _suite(suite_dir, "baseline.json")

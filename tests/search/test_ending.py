@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ def _keys(run: Path) -> set[str]:
 
 
 def test_finish_is_idempotent_and_keep_front_frees_the_other_trials(
-    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="compress")
     write_labelled_csv(tmp_path, 96, 5)
     recipe = tmp_path / "lean.yaml"
     recipe.write_text(LEAN_RECIPE.format(model=tiny_model_dir))
@@ -37,11 +39,12 @@ def test_finish_is_idempotent_and_keep_front_frees_the_other_trials(
         )  # fmt: skip
 
     written = search(keep="all")
+    caplog.clear()
     pareto = (out / "pareto.json").read_bytes()
     # --finish again on the same study: the same files, not written again
     assert search(keep="all", finish_only=True) == written
     assert (out / "pareto.json").read_bytes() == pareto
-    assert "written already" in capsys.readouterr().out
+    assert "written already" in caplog.text
 
     # reclaim, keeping the original and one trial: the others keep recipe and score only
     trials = json.loads((out / "trials.json").read_text())
@@ -64,8 +67,9 @@ def test_finish_is_idempotent_and_keep_front_frees_the_other_trials(
 
     # --finish --keep front: the front's trials (some may just have been reclaimed) are run
     # again where needed and measured; only their steps stay
+    caplog.clear()
     written = search(keep="front", finish_only=True)
-    assert "--keep front freed" in capsys.readouterr().out
+    assert "--keep front freed" in caplog.text
     rows = json.loads((out / "pareto.json").read_text())
     front = {Path(r["folder"]).name for r in [rows["original"], *rows["rows"]]}
     runs = {f.name for f in (out / "trials").iterdir() if (f / "run").is_dir()}

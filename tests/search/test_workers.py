@@ -236,13 +236,12 @@ def test_optuna_dashboard_serves_a_finished_search(recipe_file: Path, tmp_path: 
     out = tmp_path / "search"
     command = [sys.executable, "-m", "compress", "search", str(recipe_file), "--space",
                str(recipe_file.parent / "space.yaml"), "--objective", "size", "--stage",
-               "quantize", "--trials", "3", "--out", str(out), "--workers", "2",
-               "--quiet"]  # fmt: skip
+               "quantize", "--trials", "3", "--out", str(out), "--workers", "2"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     threads = max(1, cores() // 2)  # this machine's cores, split between the workers
-    assert f"search: 2 workers x {threads} threads" in ran.stdout
+    assert f"search: 2 workers x {threads} threads" in ran.stderr  # progress is logged
     study = _study(None, out)  # the default storage: the journal in --out
     assert len(study.trials) == 3 and len({t.user_attrs["worker"] for t in study.trials}) == 2
     with socket.socket() as sock:
