@@ -146,6 +146,25 @@ class Skipped(_Record):
     reason: str
 
 
+class LoadCheck(_Record):
+    """Signs that the input model did not load right (`compress.llm.load_checks`)."""
+
+    tokenizer_kind: str
+    vocab_size: int
+    expected_tokens_per_char: list[float] = Field(description="[low, high] for its kind")
+    tokens_per_char: float | None = None
+    sample_texts: int | None = None
+    unknown_share: float | None = None
+    round_trip_failures: list[list[str]] = Field(
+        default_factory=list, description="[sentence, decode(encode(sentence))] pairs"
+    )
+    perplexity: float | None = None
+    perplexity_texts: int | None = None
+    bits_per_char: float | None = None
+    problems: list[str] = Field(default_factory=list, description="empty: nothing found")
+    warning: str | None = None
+
+
 class Method(_Record):
     """How the report measured: settings, machine, software, data."""
 
@@ -176,6 +195,7 @@ class Method(_Record):
     versions: dict[str, str] = Field(default_factory=dict)
     accuracy_name: str | None = None
     majority_class: dict[str, Any] | None = None
+    load_check: LoadCheck | None = None
     generation: dict[str, Any] | None = None
     prompt: str | None = None
     label_words: list[str] | None = None

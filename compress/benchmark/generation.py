@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Any
 
-from compress.artifacts import Artifact, Variant
+from compress.artifacts import INPUT_STEP, Artifact, StepResult, Variant, read_manifest
 from compress.benchmark.runtimes import model_size_bytes, scored_exactly
 from compress.benchmark.settings import BenchmarkSettings
 from compress.data import Dataset
@@ -72,6 +72,33 @@ def quality(
         "size_bytes": model_size_bytes(artifact, variant),
         "parameters": int(parameters) if isinstance(parameters, int) else None,
     }
+
+
+def method_facts(first: StepResult, data: Dataset, settings: BenchmarkSettings) -> dict[str, Any]:
+    """The report's method facts of a text-generation run: its settings (budget included),
+    the zero-shot prompt and its majority-class baseline on the scored test rows, and the
+    load check of the input model (`compress.llm.load_checks`, kept by the input step)."""
+    from compress.benchmark.sanity import majority_baseline
+
+    gen = settings.generation
+    prompt, words = data.notes.get("prompt"), data.notes.get("label_words")
+    facts: dict[str, Any] = {
+        "generation": gen.model_dump(mode="json"),
+        "prompt": prompt,
+        "label_words": words,
+    }
+    scored = data.test.head(gen.task_samples)
+    if isinstance(prompt, str) and isinstance(words, list) and len(scored):
+        facts["majority_class"] = majority_baseline(scored.labels, data.label_names)
+    # the original may come after fine-tuning: the input step loaded (and checked) the model
+    manifest = (
+        first.manifest if first.folder.name == INPUT_STEP
+        else read_manifest(first.folder.parent / INPUT_STEP)
+    )  # fmt: skip
+    checked = ((manifest or {}).get("metrics") or {}).get("load_check")
+    if isinstance(checked, dict):
+        facts["load_check"] = checked
+    return facts
 
 
 def prompts_of(tokenizer: Any, texts: list[str], lengths: list[int]) -> dict[int, list[int]]:

@@ -5,6 +5,13 @@ first token per prompt length, decode tokens/s, peak memory, size and
 parameters; ratios are to the original (PyTorch FP32 with its KV cache),
 measured in the same run. JSON is the source; Markdown, HTML and a plot of
 perplexity against decode speed are rendered from it.
+
+Warnings open every form (the page shows them above its headline): a model
+whose load check (`method.load_check`, `compress.llm.load_checks`) found
+signs it did not load right, every stage whose task accuracy does not beat
+the zero-shot task's majority class (`method.majority_class`), and every stage
+that loses more than the recipe's budget (`benchmark.generation.budget`)
+against the original.
 """
 
 from __future__ import annotations
@@ -54,12 +61,60 @@ def build_generation_report(stages: list[dict[str, Any]], method: dict[str, Any]
         same = sum(1 for a, b in zip(stage["speed"]["generated"], first, strict=False) if a == b)
         vs["same_greedy_tokens"] = [same, len(first)]
         stage["vs_original"] = vs
-    return {
+    report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": method.get("task"),  # the recipe's task, as the report's kind
         "stages": stages,
         "method": method,
     }
+    flagged = generation_warnings(stages, method)
+    if flagged:
+        report["warnings"] = flagged
+    return report
+
+
+def budget_of(method: dict[str, Any]) -> dict[str, float]:
+    """The recipe's budget (`benchmark.generation.budget`; the defaults where not recorded)."""
+    from compress.benchmark.settings import GenerationBudget
+
+    recorded = (method.get("generation") or {}).get("budget") or {}
+    return {**GenerationBudget().model_dump(), **recorded}
+
+
+def generation_warnings(stages: list[dict[str, Any]], method: dict[str, Any]) -> list[str]:
+    """The report's warnings: a model that did not load right (`method.load_check`), stages
+    no better than the zero-shot task's majority class, and stages over the budget."""
+    from compress.benchmark.sanity import ZERO_SHOT, warnings
+
+    out = []
+    checked = method.get("load_check") or {}
+    if checked.get("problems"):
+        out.append(
+            checked.get("warning")
+            or "model looks wrongly loaded: " + "; ".join(checked["problems"])
+        )
+    out += warnings(stages, method.get("majority_class"), ZERO_SHOT)
+    budget = budget_of(method)
+    for stage in stages[1:]:
+        vs, over = stage.get("vs_original") or {}, []
+        change = vs.get("perplexity_change")
+        if isinstance(change, int | float) and change > budget["perplexity"] + 1e-9:
+            over.append(
+                f"perplexity {_f(stage.get('perplexity'), '.1f')} is {100 * change:+.1f}% "
+                f"against the original (budget +{100 * budget['perplexity']:.1f}%)"
+            )
+        delta = vs.get("accuracy_delta")
+        if isinstance(delta, int | float) and -100 * delta > budget["task_points"] + 1e-9:
+            over.append(
+                f"task accuracy {100 * stage['accuracy']:.2f}% is {100 * delta:+.2f} points "
+                f"against the original (budget -{budget['task_points']:.2f} points)"
+            )
+        if over:
+            out.append(
+                f"{stage['step']}:{stage['variant']} loses more than the budget "
+                f"(benchmark.generation.budget): {'; '.join(over)}."
+            )
+    return out
 
 
 def _f(value: Any, fmt: str, suffix: str = "") -> str:
@@ -82,6 +137,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "params (M)",
     ]
     lines = [f"# {method.get('recipe_name', 'run')}: text generation", ""]
+    lines += [f"**Warning:** {text}\n" for text in report.get("warnings", [])]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stage in report["stages"]:
         vs, speed = stage["vs_original"], stage["speed"]
@@ -129,6 +185,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"label whose word is likeliest after the prompt `{method['prompt']!r}` "
             f"(words: {', '.join(method['label_words'])})."
         )
+    baseline = baseline_text(method)
+    lines += [f"- Majority-class baseline: {baseline}"] if baseline else []
+    lines += [f"- Budget: {budget_text(method)}"]
+    checked = load_check_text(method)
+    lines += [f"- Load check of the input model: {checked}"] if checked else []
     lines += [
         f"- Speed: greedy decoding at batch 1 with the KV cache, {gen['new_tokens']} new tokens "
         f"after a {min(gen['prompt_lengths'])}-token prompt of real test text; time to first token "
@@ -143,6 +204,50 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Date: {method['date']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def baseline_text(method: dict[str, Any]) -> str | None:
+    """The zero-shot task's majority-class baseline, in words (None: no task score)."""
+    majority = method.get("majority_class")
+    if not majority:
+        return None
+    return (
+        f"always answering '{majority['label']}' scores "
+        f"{majority['accuracy']:.2%} of the {majority['rows']} scored test rows; a stage must "
+        "beat that to do the task."
+    )
+
+
+def budget_text(method: dict[str, Any]) -> str:
+    budget = budget_of(method)
+    return (
+        f"a stage may lose up to +{100 * budget['perplexity']:.1f}% perplexity and "
+        f"{budget['task_points']:.2f} points of task accuracy against the original before "
+        "the report warns (benchmark.generation.budget)."
+    )
+
+
+def load_check_text(method: dict[str, Any]) -> str | None:
+    """What the load check of the input model found, in one sentence (None: not checked)."""
+    checked = method.get("load_check")
+    if not checked:
+        return None
+    low, high = checked["expected_tokens_per_char"]
+    parts = [
+        f"{_f(checked.get('tokens_per_char'), '.3f')} tokens/char on "
+        f"{checked.get('sample_texts')} corpus texts ({checked['tokenizer_kind']}, "
+        f"{checked['vocab_size']} tokens, expects {low:.2f}-{high:.2f})",
+        f"{len(checked.get('round_trip_failures') or [])} plain sentences fail encode+decode",
+    ]
+    if isinstance(checked.get("perplexity"), int | float):
+        bits = checked.get("bits_per_char")
+        per_char = f", {bits:.2f} bits/char" if isinstance(bits, int | float) else ""
+        parts.append(
+            f"perplexity {checked['perplexity']:.1f} on {checked.get('perplexity_texts')} "
+            f"validation texts{per_char}"
+        )
+    verdict = "FLAGGED (see the warning above)" if checked.get("problems") else "nothing wrong"
+    return "; ".join(parts) + f": {verdict}."
 
 
 # the page's key columns, in order ("vs original" twice: perplexity's, then decode speed's)
@@ -196,13 +301,26 @@ def generation_page(report: dict[str, Any], markdown: str, plot: Path | None) ->
         for i in deployable(stages)
     )
     name = method.get("recipe_name") or "run"
+    facts = run_facts(method, original)
+    facts += tuple(
+        (key, text)
+        for key, text in (
+            ("Load check", load_check_text(method)),
+            ("Task baseline", baseline_text(method)),
+            ("Budget", budget_text(method)),
+        )
+        if text
+    )
+    # every warning opens the page, above the headline figures they put in doubt
+    body = "\n".join(line for line in markdown.splitlines() if not line.startswith("**Warning:**"))
     return Page(
         title=f"{name}: compress report (text generation)",
-        markdown=markdown,
+        markdown=body,
+        alerts=tuple(report.get("warnings", [])),
         headline=headline,
         headline_note=f"Each against the original, {base['step']}:{base['variant']}, measured "
         "in the same run; deployable files are the last file built for each target.",
-        facts=run_facts(method, original),
+        facts=facts,
         key_columns=KEY_COLUMNS,
         plot=plot,
         plot_alt="perplexity against decode speed",
@@ -220,6 +338,7 @@ def render_terminal(report: dict[str, Any]) -> str:
             f"{stage['speed']['decode_tokens_per_s']:.1f} tok/s ({_f(vs['decode_x'], '.2f')}x), "
             f"{stage['size_bytes'] / 1e6:.1f} MB ({_f(vs['size_x_smaller'], '.2f')}x smaller)"
         )
+    out += [f"warning: {text}" for text in report.get("warnings", [])]
     return "\n".join(out)
 
 

@@ -21,6 +21,7 @@ gate's accuracy budget reads it) with its majority-class baseline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +35,8 @@ from compress.tasks import Task
 
 if TYPE_CHECKING:
     pass
+
+log = logging.getLogger(__name__)
 
 KNN_TRAIN = 4000  # training texts embedded as kNN neighbours (a bounded cost per stage)
 NEIGHBOURS = 10
@@ -122,7 +125,7 @@ class ClassifierMeasurer:
         from compress.benchmark.stage import interleaved_latency
 
         sizes = ", ".join(f"b{b}" for b in settings.batch_sizes)
-        print(
+        log.info(
             f"  timing {len(pairs)} stages interleaved ({sizes}, {settings.repetitions} calls each)"
         )
         measured = interleaved_latency(pairs, data.test.inputs, settings, task)
@@ -336,7 +339,7 @@ class GenerationMeasurer:
         from compress.benchmark import generation as bench
 
         gen = settings.generation
-        print(f"  timing {len(pairs)} stages interleaved ({gen.rounds} rounds)")
+        log.info(f"  timing {len(pairs)} stages interleaved ({gen.rounds} rounds)")
         speed = bench.speed(pairs, data, settings, task)
         memory: dict[str, Any] = {}
         if gen.peak_memory:
@@ -344,7 +347,7 @@ class GenerationMeasurer:
             tokenizer = task.load_processor(first.path)
             prompt = bench.prompts_of(tokenizer, data.test.texts, [min(gen.prompt_lengths)])
             for label, (artifact, variant) in pairs.items():
-                print(f"  peak memory of {label}")
+                log.info(f"  peak memory of {label}")
                 memory[label] = bench.peak_memory(
                     artifact, variant, next(iter(prompt.values())), settings
                 )
@@ -353,11 +356,9 @@ class GenerationMeasurer:
     def method(
         self, first: StepResult, data: Dataset, settings: BenchmarkSettings, task: Task
     ) -> dict[str, Any]:
-        return {
-            "generation": settings.generation.model_dump(mode="json"),
-            "prompt": data.notes.get("prompt"),
-            "label_words": data.notes.get("label_words"),
-        }
+        from compress.benchmark.generation import method_facts
+
+        return method_facts(first, data, settings)
 
     def build(
         self,

@@ -86,6 +86,7 @@ class Page:
     table_title: str = "Every stage"
     plot: Path | None = None
     plot_alt: str = "accuracy against latency"
+    alerts: tuple[str, ...] = ()  # warnings shown first, under the title
 
 
 def _inline(text: str) -> str:
@@ -234,6 +235,7 @@ def render_page(page: Page) -> str:
     before, table, after = _split(page.markdown)
     parts = [
         f'<h1 id="title">{html.escape(page.title)}</h1>',
+        *(f'<p class="warning"><b>Warning:</b> {_inline(text)}</p>' for text in page.alerts),
         _headline_html(page),
         _facts_html(page.facts),
         markdown_to_html(before),

@@ -36,8 +36,23 @@ def majority_baseline(labels: np.ndarray, names: list[str]) -> dict[str, Any]:
     }
 
 
-def warnings(stages: list[dict[str, Any]], majority: dict[str, Any] | None) -> list[str]:
-    """One line per stage whose accuracy does not beat the majority class by `MARGIN`."""
+TRAIN_MORE = (
+    "it has not learned the task, so the stages below compress a model that does nothing. "
+    "Train it longer or faster (fine_tune: epochs, lr) or check the labels before reading "
+    "any ratio here."
+)
+ZERO_SHOT = (
+    "the stages below compress a model that does not do the task. Check that it loaded right "
+    "(its tokenizer), the prompt and the label words before reading any ratio here."
+)
+"""What the original's line advises: a classifier (trained) and a zero-shot generator."""
+
+
+def warnings(
+    stages: list[dict[str, Any]], majority: dict[str, Any] | None, advice: str = TRAIN_MORE
+) -> list[str]:
+    """One line per stage whose accuracy does not beat the majority class by `MARGIN`;
+    the original's (the first stage's) line ends with `advice`."""
     if not majority:
         return []
     floor = float(majority["accuracy"])
@@ -50,9 +65,7 @@ def warnings(stages: list[dict[str, Any]], majority: dict[str, Any] | None) -> l
         if index == 0:
             out.append(
                 f"the original ({stage.get('stage')}) scores {accuracy:.2%}, no better than "
-                f"{always}: it has not learned the task, so the stages below compress a model "
-                "that does nothing. Train it longer or faster (fine_tune: epochs, lr) or check "
-                "the labels before reading any ratio here."
+                f"{always}: {advice}"
             )
         else:
             out.append(

@@ -11,6 +11,18 @@ from compress.options import StrictOptions
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+class GenerationBudget(StrictOptions):
+    """What a stage may lose against the original before the report warns about it."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    perplexity: float = Field(0.10, ge=0)
+    """relative perplexity increase (0.10: a stage up to +10% against the original is within)"""
+
+    task_points: float = Field(1.0, ge=0)
+    """zero-shot task accuracy, in percentage points lost against the original"""
+
+
 class GenerationSettings(StrictOptions):
     """How text-generation stages are measured (the `benchmark.generation` section)."""
 
@@ -33,6 +45,10 @@ class GenerationSettings(StrictOptions):
 
     peak_memory: bool = True
     """also measure each stage's peak resident memory while generating, in its own process"""
+
+    budget: GenerationBudget = GenerationBudget()
+    """what a stage may lose against the original (perplexity, task accuracy) before the
+    report warns about it"""
 
 
 class BenchmarkSettings(StrictOptions):

@@ -10,6 +10,7 @@ re-measuring.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from compress.recipe import Recipe
     from compress.tasks import Task
 
+log = logging.getLogger(__name__)
 
 # Runtimes every machine has; TensorRT engines are measured too where a GPU can run them.
 CPU_RUNTIMES = ("torch", "onnxruntime")
@@ -98,7 +100,8 @@ def skipped_steps(results: list[StepResult]) -> list[dict[str, Any]]:
 
 def measurement_key(recipe: Recipe, data: Dataset) -> str:
     """What a stage's cached figures depend on besides its files: settings, data, length."""
-    settings = recipe.doc.benchmark.model_dump(mode="json")
+    # the report's budget only decides its warnings: changing it re-measures nothing
+    settings = recipe.doc.benchmark.model_dump(mode="json", exclude={"generation": {"budget"}})
     return hash_json(
         {"settings": settings, "data": data.key, "max_length": recipe.doc.data.max_length}
     )
@@ -132,11 +135,11 @@ def make_report(
         for reason in [measurer.not_measured(v)]
     ]
     for entry in unmeasured:
-        print(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
+        log.info(f"  {entry['step']}:{entry['variant']}: {entry['reason']}")
     did_not_run = skipped_steps(results)
     for entry in did_not_run:
-        print(f"  {entry['step']}: skipped: {entry['reason']}")
-    print(f"benchmarking {len(candidates)} stages on {len(data.test)} test rows")
+        log.info(f"  {entry['step']}: skipped: {entry['reason']}")
+    log.info(f"benchmarking {len(candidates)} stages on {len(data.test)} test rows")
     selected: list[tuple[StepResult, str]] = []
     stages: list[dict[str, Any]] = []
     for step, name in candidates:
@@ -147,7 +150,7 @@ def make_report(
             measured = json.loads(cache.read_text())
         if measured is None or measured.get("artifact_key") != step.artifact.key:
             label = f"{step.folder.name}:{variant.name}"
-            print(f"  evaluating {label} ({variant.runtime}, {variant.target})")
+            log.info(f"  evaluating {label} ({variant.runtime}, {variant.target})")
             try:
                 measured = measurer.measure(
                     step.artifact, variant, data, settings, max_length, progress, task, cache
@@ -156,7 +159,7 @@ def make_report(
                 if variant.runtime != "tensorrt":
                     raise
                 # e.g. an engine built for another GPU architecture than this one
-                print(f"  {label}: not run: {exc}")
+                log.info(f"  {label}: not run: {exc}")
                 entry = {"step": step.folder.name, "variant": name, "file": variant.file}
                 unmeasured.append({**entry, "reason": f"TensorRT engine: {exc}"})
                 continue
@@ -193,8 +196,8 @@ def make_report(
     report = measurer.build(stages, method, unmeasured, did_not_run)
     render, draw, terminal = measurer.renderers()
     written = write_report(report, out, plot=settings.plot, render=render, draw=draw)
-    print(terminal(report))
-    print("report: " + ", ".join(str(p) for p in written))
+    log.info(terminal(report))
+    log.info("report: " + ", ".join(str(p) for p in written))
     return report
 
 

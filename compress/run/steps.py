@@ -8,6 +8,7 @@ file is named and the step runs again.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -33,6 +34,8 @@ from compress.passes.base import PassContext
 from compress.recipe import PassStep, Recipe
 from compress.run import distributed as dist
 from compress.system import package_versions
+
+log = logging.getLogger(__name__)
 
 
 def _manifest(
@@ -76,7 +79,7 @@ def reuse(run: RunFolder, folder: str, key: str, verify: bool = True) -> StepRes
     if verify:
         changed = step.changed_file()
         if changed:
-            print(f"  {step.folder}: {changed} since the step wrote it; running it again")
+            log.warning(f"{step.folder}: {changed} since the step wrote it; running it again")
             return _from_store(run, folder, key)
     return step
 
@@ -86,7 +89,7 @@ def _from_store(run: RunFolder, folder: str, key: str) -> StepResult | None:
         return None
     step = run.store.fetch(key, run.path / folder)
     if step is not None:
-        print(f"  {folder}: the same step finished in another run; linked from {run.store.path}")
+        log.info(f"  {folder}: the same step finished in another run; linked from {run.store.path}")
     return step
 
 
@@ -124,18 +127,26 @@ def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
     folder = run.path / INPUT_STEP
     if not dist.is_main():
         return _written_by_main(run, INPUT_STEP, key)
+    log.debug(f"{INPUT_STEP}: key {key}")
     cached = reuse(run, INPUT_STEP, key)
     if cached is not None:
-        print(f"model: {spec.source} (reused {folder})")
+        log.info(f"model: {spec.source} (reused {folder})")
+        warned = cached.manifest.get("metrics", {}).get("load_check", {}).get("warning")
+        if warned:  # the task's signs that the model did not load right, found when it loaded
+            log.warning(warned)
         return cached
-    print(f"model: {spec.source} ({location})")
+    log.info(f"model: {spec.source} ({location})")
     started = time.time()
     seed_everything(recipe.doc.seed)  # a new head (or model) is initialised the same every run
     model, processor = task.load(location, labels, spec.revision)
+    check = getattr(task, "check_loaded", None)  # text-generation: tokenizer and perplexity
+    checked = check(model, processor, data, recipe.doc.data.max_length) if check else {}
     if spec.image_size is not None and spec.image_size != processor.size:
         import dataclasses
 
-        print(f"  images resized to {spec.image_size}x{spec.image_size} (model: {processor.size})")
+        log.info(
+            f"  images resized to {spec.image_size}x{spec.image_size} (model: {processor.size})"
+        )
         processor = dataclasses.replace(processor, size=spec.image_size)
     with step_writer(folder) as work:
         task.save(model, processor, work)
@@ -148,7 +159,7 @@ def input_step(recipe: Recipe, data: Dataset, run: RunFolder) -> StepResult:
             None,
             spec.model_dump(mode="json"),
             artifact,
-            {"source": location},
+            {"source": location, **checked},
             started,
             data,
             recipe.doc.seed,
@@ -199,6 +210,7 @@ def run_step(
         # steps trained before the schedule stepped once per global step are not reused
         inputs["lr_schedule"] = "per-global-step"
     key = hash_json(inputs)
+    log.debug(f"  {step.folder}: key {key}")
     folder = run.path / step.folder
     # rank 0 checks the files (the others follow its verdict through all_ok below)
     cached = reuse(run, step.folder, key, verify=dist.is_main())
@@ -206,7 +218,7 @@ def run_step(
     # every rank must take the same branch: reuse only when all of them can
     if (cached is not None) if alone else dist.all_ok(cached is not None):
         assert cached is not None
-        print(f"  reused {folder} (same input, config and data)")
+        log.info(f"  reused {folder} (same input, config and data)")
         return cached
     main = dist.is_main()
     what = f"running {step.name} ({folder})"
@@ -230,7 +242,7 @@ def run_step(
             else:
                 result = _written_by_main(run, step.folder, key)
     if main:
-        print(f"  done in {result.manifest['seconds']:.0f} s -> {folder}")
+        log.info(f"  done in {result.manifest['seconds']:.0f} s -> {folder}")
     return result
 
 

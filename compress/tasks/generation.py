@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -13,7 +14,10 @@ from compress.tasks.base import Support
 from compress.tasks.text import HIDDEN_STATES, TokenizedTexts
 
 if TYPE_CHECKING:
+    from compress.data import Dataset
     from compress.data.loaders import Reader
+
+log = logging.getLogger(__name__)
 
 OWN = "compress.passkit.generation"  # this task's own implementations of the passes
 INT8_CLASSIFICATION = (
@@ -146,6 +150,22 @@ class TextGeneration(TokenizedTexts):
 
         fused, _ = fuse_decoder(portable, target, model.config)
         return dict(fused)
+
+    def check_loaded(
+        self, model: Any, processor: Any, data: Dataset, max_length: int
+    ) -> dict[str, Any]:
+        """Signs that the model did not load right (`compress.llm.load_checks`), found before
+        any pass runs: logged in one line, kept in the input step's metrics for the report."""
+        from compress.llm.load_checks import check_model, warning_line
+
+        corpus = data.train.texts or data.test.texts
+        validation = data.validation.texts or data.test.texts
+        evidence = check_model(model, processor, corpus, validation, max_length)
+        line = warning_line(evidence)
+        if line:
+            log.warning(line)
+            evidence["warning"] = line
+        return {"load_check": evidence}
 
 
 TASK = TextGeneration()
