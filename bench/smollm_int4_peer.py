@@ -1,29 +1,35 @@
 """SmolLM2-135M as INT4 for CPUs: compress against onnxruntime-genai's model builder, one run.
 
     python bench/smollm_int4_peer.py --builder-python PEER_VENV/bin/python [--rounds 5]
+        [--variants rtn-lm4 gptq-lm4gptq] [--reuse-export] [--suffix -NAME]
 
 Both start from the same model: the offline default `smollm2-135m` (the
 dequantized FP32 SmolLM2-135M-Instruct, "the original"). compress exports it
 with its KV cache (optimum, ONNX Runtime's decoder fusions, attention as
-GroupQueryAttention) and quantizes it weight-only five ways (`VARIANTS`, all
-with an 8-bit LM head shared with the embedding): `rtn-lm8` (every layer
-rounded to nearest, the defaults), `se-lm8` (NNCF's scale estimation on 64
-training texts), `awq-se-lm8` (NNCF's AWQ, then scale estimation), `hqq-qkv`
-(HQQ on the packed QKV projections, the rest rounded to nearest) and `hqq-lm8`
-(HQQ except the down/gate projections); HQQ's float zero points become
-integer ones plus a per-block correction (the defaults). The peer is
+GroupQueryAttention; a tied LM head reads the one embedding matrix) and
+quantizes it weight-only the ways named in `VARIANTS` (`--variants` picks
+some; the embedding is shared with the LM head in all): `rtn-lm4` (round to
+nearest, a 4-bit head, as the builder's), `rtn-lm4gptq` (the 4-bit head by
+GPTQ on 64 training texts), `gptq-lm4gptq` (GPTQ for the layers too,
+symmetric), `se-lm4se` (NNCF's scale estimation for layers and head), and the
+8-bit-head ones: `rtn-lm8`, `se-lm8`, `awq-se-lm8` (NNCF's AWQ, then scale
+estimation), `hqq-qkv` (HQQ on the packed QKV projections, the rest rounded to
+nearest) and `hqq-lm8` (HQQ except the down/gate projections); HQQ's float
+zero points become integer ones plus a per-block correction. The peer is
 `python -m onnxruntime_genai.models.builder -p int4 -e cpu` (round to
-nearest), run by `--builder-python`: the builder imports transformers 5.x
-classes, so it lives in its own environment (`pip install torch==2.13.0
-onnxruntime-genai 'transformers>=5,<6'`).
+nearest, symmetric, 4-bit head shared with the lookup), run by
+`--builder-python`: the builder imports transformers 5.x classes, so it lives
+in its own environment (`pip install torch==2.13.0 onnxruntime-genai onnx_ir
+'transformers>=5,<6'`).
 
 Measured here, all in one process and one run: perplexity on the first 200
 test texts of the fixed Rotten Tomatoes split (one text per sequence, BOS
 added), zero-shot sentiment accuracy on 500 test texts, size on disk, and
 greedy decoding at batch 1 with the KV cache (time to first token for 32-
 and 128-token prompts, decode tokens/s over 64 new tokens), the models
-taking turns for `--rounds` rounds. Results:
-bench/results/smollm_int4_peer-<cpu>.json and .md.
+taking turns for `--rounds` rounds, with the load average recorded (on a
+shared machine only the interleaved ratios compare). Results:
+bench/results/smollm_int4_peer-<cpu><suffix>.json and .md.
 """
 
 from __future__ import annotations
@@ -49,7 +55,16 @@ def _size(folder: Path, names: list[str]) -> int:
 
 
 LM8 = {"lm_head_bits": 8, "lm_head_block_size": 64, "lm_head_symmetric": True}
+LM4GPTQ = {"lm_head_bits": 4, "lm_head_algorithm": "gptq"}  # symmetric, block 32
 VARIANTS = {  # quantize.weight_only options (embedding shared with the LM head in all)
+    "rtn-lm4": {"algorithm": "rtn", "lm_head_bits": 4},
+    "rtn-lm4gptq": {"algorithm": "rtn", **LM4GPTQ},
+    "gptq-lm4gptq": {"algorithm": "gptq", **LM4GPTQ},
+    "se-lm4se": {
+        "algorithm": "scale_estimation",
+        "lm_head_bits": 4,
+        "lm_head_algorithm": "scale_estimation",
+    },
     "rtn-lm8": {"algorithm": "rtn", **LM8},
     "se-lm8": {"algorithm": "scale_estimation", **LM8},
     "awq-se-lm8": {"algorithm": "scale_estimation", "awq": True, **LM8},
@@ -58,30 +73,41 @@ VARIANTS = {  # quantize.weight_only options (embedding shared with the LM head 
 }
 
 
-def build_ours(location: str, work: Path, train_texts: list[str]) -> dict[str, Any]:
+def build_ours(
+    location: str, work: Path, train_texts: list[str], variants: list[str], reuse: bool
+) -> dict[str, Any]:
     from compress.llm.calibrated import calibration_sequences
     from compress.llm.export import export_with_past, fuse_decoder, lm_parity
     from compress.llm.genai import write_genai_config
     from compress.llm.int4 import quantize_weights
     from compress.llm.models import load_lm
     from compress.llm.options import WeightOnlyConfig
+    from compress.llm.tied import tie_file
 
     model, tokenizer = load_lm(location)
     start = time.perf_counter()
-    fp32 = export_with_past(model, tokenizer, work / "fp32", 18)
+    fp32 = work / "fp32" / "model.onnx"
+    fused: dict[str, int] = {}
+    if not (reuse and fp32.with_name("model_ort.onnx").is_file()):
+        fp32 = export_with_past(model, tokenizer, work / "fp32", 18)
+        tie_file(fp32)  # what export_onnx does: one copy of the tied embedding
+        fused, skipped = fuse_decoder(fp32, work / "fp32" / "model_ort.onnx", model.config)
+        if skipped:
+            raise SystemExit(f"the attention was not fused: {skipped}")
     export_s = time.perf_counter() - start
     sequences = tokenizer(["The capital of France is", "A long and boring film."])["input_ids"]
-    start = time.perf_counter()
-    fused, skipped = fuse_decoder(fp32, work / "fp32" / "model_ort.onnx", model.config)
-    if skipped:
-        raise SystemExit(f"the attention was not fused: {skipped}")
-    export_s += time.perf_counter() - start
     parity = {
         f.name: lm_parity(model, f, sequences, 2e-3)
         for f in (fp32, fp32.with_name("model_ort.onnx"))
     }
-    builds: dict[str, Any] = {"export_seconds": export_s, "parity": parity, "fused": fused}
-    for name, options in VARIANTS.items():
+    builds: dict[str, Any] = {
+        "export_seconds": export_s,
+        "export_bytes": {f.name: f.stat().st_size for f in (work / "fp32").glob("model*.onnx*")},
+        "parity": parity,
+        "fused": fused,
+    }
+    for name in variants:
+        options = VARIANTS[name]
         out = work / f"int4-{name}"
         shutil.copytree(
             work / "fp32", out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.onnx*")
@@ -91,7 +117,7 @@ def build_ours(location: str, work: Path, train_texts: list[str]) -> dict[str, A
         # the texts the quantize pass picks at the recipe's default seed and max_length
         calibration = (
             calibration_sequences(tokenizer, train_texts, wo.calibration_samples, 0, 64)
-            if wo.calibrated
+            if wo.uses_calibration
             else []
         )
         summary = quantize_weights(
@@ -149,7 +175,7 @@ def measure(
     rows: dict[str, tuple[str, Any]] = {
         "original (PyTorch FP32)": ("original", TorchLM(load_lm(models["original"]["folder"])[0])),
     }
-    for name in VARIANTS:
+    for name in args.variants:
         folder = ours[name]["folder"]
         rows[f"compress INT4 {name} (ONNX Runtime)"] = (name, OrtLM(folder / "model_int4.onnx"))
         rows[f"compress INT4 {name} (onnxruntime-genai)"] = (name, GenaiLM(folder, args.threads))
@@ -215,6 +241,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--perplexity-texts", type=int, default=200)
     parser.add_argument("--task-samples", type=int, default=500)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="compress variants to build and measure (default: all)",
+    )
+    parser.add_argument(
+        "--reuse-export", action="store_true", help="keep WORK/fp32 when it is there already"
+    )
+    parser.add_argument("--suffix", default="", help="appended to the result files' names")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from compress.benchmark.report import method_info
@@ -232,14 +269,18 @@ def main() -> int:
             "folder": location,
             "size_bytes": _size(Path(location), ["model.safetensors"]),
         },
-        "ours": build_ours(location, args.work, list(data.train.texts)),
+        "ours": build_ours(
+            location, args.work, list(data.train.texts), args.variants, args.reuse_export
+        ),
         "peer": build_peer(args.builder_python, location, args.work),
     }
+    load_before = os.getloadavg()
     figures = measure(models, data.test.texts, [int(x) for x in data.test.labels], args)
+    load_after = os.getloadavg()
     sizes = {
         "original": models["original"]["size_bytes"],
         "builder": models["peer"]["size_bytes"],
-        **{name: models["ours"][name]["size_bytes"] for name in VARIANTS},
+        **{name: models["ours"][name]["size_bytes"] for name in args.variants},
     }
     base = figures["original (PyTorch FP32)"]
     peer = figures["builder INT4 (onnxruntime-genai)"]
@@ -266,10 +307,17 @@ def main() -> int:
             },
             "builder": {k: v for k, v in models["peer"].items() if k not in strip},
         },
-        "method": {**method, "rounds": args.rounds, "new_tokens": 64, "prompt_lengths": [32, 128]},
+        "method": {
+            **method,
+            "rounds": args.rounds,
+            "new_tokens": 64,
+            "prompt_lengths": [32, 128],
+            "variants": args.variants,
+            "load_average_1_5_15": {"before": load_before, "after": load_after},
+        },
     }
     kind = "avx512_vnni" if "avx512_vnni" in cpu_features() else "avx2"
-    stem = RESULTS / f"smollm_int4_peer-{kind}"
+    stem = RESULTS / f"smollm_int4_peer-{kind}{args.suffix}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(render(result))
@@ -296,7 +344,9 @@ def render(result: dict[str, Any]) -> str:
         )
     builds = result["builds"]
     ours = builds["compress"]
-    quantized = ", ".join(f"{n} {ours[n]['quantize_seconds']:.0f} s" for n in VARIANTS)
+    quantized = ", ".join(
+        f"{n} {ours[n]['quantize_seconds']:.0f} s" for n in method.get("variants", VARIANTS)
+    )
     lines += [
         "",
         f"Builds: compress export {ours['export_seconds']:.0f} s, INT4 {quantized}; "
@@ -306,11 +356,18 @@ def render(result: dict[str, Any]) -> str:
         "sentiment, 500 test texts; decode: greedy, batch 1, 64 new tokens after a 32-token "
         "prompt, medians of "
         f"{method['rounds']} interleaved rounds, {method['threads']} threads.",
+        f"Load average (1/5/15 min) before measuring {_load(method, 'before')}, after "
+        f"{_load(method, 'after')} (a shared machine: compare the interleaved ratios).",
         f"CPU: {method['cpu']} ({', '.join(method['cpu_features'])}); "
         + ", ".join(f"{k} {v}" for k, v in method["versions"].items())
         + f"; {method['date']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _load(method: dict[str, Any], when: str) -> str:
+    values = method.get("load_average_1_5_15", {}).get(when)
+    return "/".join(f"{v:.1f}" for v in values) if values else "not recorded"
 
 
 if __name__ == "__main__":

@@ -5,5 +5,7 @@ serve it go through these modules; each imports torch, transformers or ONNX
 Runtime only inside the functions that need them.
 """
 
-DECODER_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-"""Decoder LMs whose layers `compress.llm.pruning` knows (Llama-style projections)."""
+# the decoder families whose layers `compress.llm.pruning` knows (`compress.llm.families`)
+from compress.llm.families import SUPPORTED as DECODER_TYPES
+
+__all__ = ["DECODER_TYPES"]

@@ -18,7 +18,11 @@ three projections become one packed QKV MatMul (one matrix product instead of
 three). Everything the new nodes make unused (the mask, shape arithmetic,
 `position_ids`) is removed. Positions come from the attention mask
 (`seqlens_k` = real tokens - 1), so prompts are right-padded, as everywhere in
-compress. The caller proves the result with `lm_parity`.
+compress. Sliding-window layers (Mistral, Gemma 2) keep their window
+(`local_window_size`, per layer), Gemma 2 its attention softcapping (`softcap`)
+and `query_pre_attn_scalar` (`scale`): `compress.llm.families.gqa_settings`;
+a layer whose K is not rotated (SmolLM3's `no_rope_layers`) gets `do_rotary=0`.
+The caller proves the result with `lm_parity`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class _Layer:
     q: Any  # the projection nodes (MatMul), or the bias Add after one
     k: Any
     v: Any
-    rotary: tuple[str, str]  # cos and sin tables
+    rotary: tuple[str, str] | None  # cos and sin tables (None: a layer without rotary)
     attention_out: str  # the tensor the output projection reads
     o_proj: Any
 
@@ -109,15 +113,15 @@ def _layer(g: _Graph, index: int) -> _Layer | str:
     value_cat = g.op(f"present.{index}.value", "Concat")
     if key_cat is None or value_cat is None or len(key_cat.input) != 2:
         return "the cache outputs are not Concat(past, new)"
-    rot_k = g.op(key_cat.input[1], "RotaryEmbedding")
-    if rot_k is None:
-        return "K is not rotated by a fused RotaryEmbedding"
-    k = g.projection(rot_k.input[0])
+    rot_k = g.op(key_cat.input[1], "RotaryEmbedding")  # None: a layer without rotary
+    k = g.projection(rot_k.input[0] if rot_k is not None else key_cat.input[1])
+    if rot_k is None and k is None:
+        return "K is not rotated by a fused RotaryEmbedding (nor a plain projection)"
     v = g.projection(value_cat.input[1])
     if k is None or v is None:
         return "K or V is not a reshaped projection"
     source = g.matmul_of(k).input[0]
-    q = rot_q = None
+    q = q_out = rot_q = None
     for node in g.consumers[source]:
         if node.op_type != "MatMul" or node in (g.matmul_of(k), g.matmul_of(v)):
             continue
@@ -125,31 +129,46 @@ def _layer(g: _Graph, index: int) -> _Layer | str:
         tail = head[0] if len(head) == 1 and head[0].op_type == "Add" else node
         for reshape in g.consumers[tail.output[0]]:
             for transpose in g.consumers[reshape.output[0]]:
+                if rot_k is None and transpose.op_type == "Transpose":
+                    q, q_out = g.projection(transpose.output[0]), transpose.output[0]
                 for rot in g.consumers[transpose.output[0]]:
-                    if rot.op_type == "RotaryEmbedding" and rot is not rot_k:
-                        q, rot_q = g.projection(transpose.output[0]), rot
-    if q is None or rot_q is None:
-        return "no rotated Q projection beside K"
+                    if rot_k is not None and rot.op_type == "RotaryEmbedding" and rot is not rot_k:
+                        q, rot_q, q_out = g.projection(transpose.output[0]), rot, rot.output[0]
+    if q is None or q_out is None:
+        return "no Q projection beside K" if rot_k is None else "no rotated Q projection beside K"
     if (q.op_type == "Add") != (k.op_type == "Add") or (k.op_type == "Add") != (v.op_type == "Add"):
         return "only some of Q, K, V have a bias"
-    if list(rot_q.input[2:4]) != list(rot_k.input[2:4]) or _interleaved(rot_k):
-        return "Q and K use different or interleaved rotary tables"
+    rotary = None
+    if rot_k is not None and rot_q is not None:
+        if list(rot_q.input[2:4]) != list(rot_k.input[2:4]) or _interleaved(rot_k):
+            return "Q and K use different or interleaved rotary tables"
+        rotary = (rot_k.input[2], rot_k.input[3])
     if any(len(g.initializers[g.matmul_of(p).input[1]].dims) != 2 for p in (q, k, v)):
         return "a projection weight is not a matrix"
-    o_proj = g.first_weight_matmul(rot_q.output[0])
+    o_proj = g.first_weight_matmul(q_out)
     if o_proj is None:
         return "no output projection after the attention"
-    cos, sin = rot_k.input[2], rot_k.input[3]
-    return _Layer(index, q, k, v, (cos, sin), o_proj.input[0], o_proj)
+    return _Layer(index, q, k, v, rotary, o_proj.input[0], o_proj)
 
 
 def _interleaved(node: Any) -> bool:
     return any(a.name == "interleaved" and a.i for a in node.attribute)
 
 
-def fuse_attention(model: Any, heads: int, kv_heads: int, scale: float) -> int | str:
+def fuse_attention(
+    model: Any,
+    heads: int,
+    kv_heads: int,
+    scale: float,
+    windows: list[int] | None = None,
+    softcap: float = 0.0,
+) -> int | str:
     """Rewrite every layer of `model` (an onnx ModelProto, in place); returns the number of
-    GroupQueryAttention nodes, or why nothing was rewritten (the model is then unchanged)."""
+    GroupQueryAttention nodes, or why nothing was rewritten (the model is then unchanged).
+
+    `windows`: per layer, how many keys (itself included) a query sees, -1 for all of them
+    (sliding-window layers: Mistral, Gemma 2); `softcap`: attention logits capped at
+    softcap * tanh(x / softcap) (Gemma 2), 0 for none."""
     from onnx import helper, numpy_helper
     from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -205,7 +224,7 @@ def fuse_attention(model: Any, heads: int, kv_heads: int, scale: float) -> int |
                     f"past_key_values.{i}.value",
                     SEQLENS,
                     TOTAL,
-                    *layer.rotary,
+                    *(layer.rotary or ()),
                 ],
                 [layer.attention_out, f"present.{i}.key", f"present.{i}.value"],
                 name=f"/model/layers.{i}/self_attn/GroupQueryAttention",
@@ -213,11 +232,13 @@ def fuse_attention(model: Any, heads: int, kv_heads: int, scale: float) -> int |
                 num_heads=heads,
                 kv_num_heads=kv_heads,
                 scale=scale,
-                do_rotary=1,
+                do_rotary=int(layer.rotary is not None),
                 rotary_interleaved=0,
-                local_window_size=-1,
+                local_window_size=windows[i] if windows else -1,
             )
         )
+        if softcap:
+            nodes[-1].attribute.append(helper.make_attribute("softcap", softcap))
         new_nodes[id(layer.o_proj)] = nodes
         drop.update(
             id(g.producer[name])

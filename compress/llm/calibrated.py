@@ -172,3 +172,123 @@ def compress_with_nncf(
     if written != len(wanted):
         raise PassFailed(f"NNCF compressed {written} of the {len(wanted)} MatMuls it was given")
     return compressed
+
+
+def input_hessians(model: Any, inputs: list[str], feeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """X^T X of each tensor named in `inputs` (activations of `model`, [..., K]) over `feeds`."""
+    import onnxruntime as ort
+    from onnx import ModelProto, helper
+
+    probe = ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in inputs)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, ["CPUExecutionProvider"])
+    hessians: dict[str, Any] = {}
+    for feed in feeds:
+        for name, value in zip(inputs, session.run(None, feed), strict=True):
+            x = value.reshape(-1, value.shape[-1]).astype(np.float64)
+            hessians[name] = hessians.get(name, 0) + x.T @ x
+    return hessians
+
+
+def gptq_symmetric(
+    weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """GPTQ (Frantar et al., 2022) of `weight` [N outputs, K inputs] at 4 bits, symmetric, one
+    scale per `block` inputs: each input column is rounded in turn and its error spread over
+    the columns not yet rounded through the inverse Hessian of the layer's inputs, so the
+    *outputs* keep close to FP32. Returns the codes [N, K] (0..15, zero point 8) and the
+    scales [N, K / block]. A block's scale maps its largest-magnitude weight to code 0 (as
+    ONNX Runtime's round to nearest does), shrunk by up to 25% where that lowers the error."""
+    n, k = weight.shape
+    w = weight.astype(np.float32)
+    h = hessian.astype(np.float64)
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    h[np.diag_indices(k)] += damp * float(np.mean(np.diag(h)))
+    # the inverse Hessian's upper Cholesky factor
+    upper = np.linalg.cholesky(np.linalg.inv(h)).T.astype(np.float32)
+    codes = np.zeros((n, k), np.uint8)
+    scales = np.zeros((n, k // block), np.float32)
+    lazy = max(block, 128 // block * block)
+    for start in range(0, k, lazy):
+        stop = min(start + lazy, k)
+        part, errors = w[:, start:stop].copy(), np.zeros((n, stop - start), np.float32)
+        inverse = upper[start:stop, start:stop]
+        for i in range(stop - start):
+            column = start + i
+            if column % block == 0:
+                group = part[:, i : i + block]
+                extreme = group[np.arange(n), np.abs(group).argmax(axis=1)]
+                best, scale = None, extreme / -8.0
+                for shrink in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75):
+                    s = np.where(extreme == 0, 1.0, extreme / np.float32(-8 / shrink))[:, None]
+                    q = np.clip(np.rint(group / s) + 8, 0, 15)
+                    error = ((group - s * (q - 8)) ** 2).sum(axis=1)
+                    if best is None:
+                        best, scale = error, s[:, 0]
+                    else:
+                        better = error < best
+                        best = np.where(better, error, best)
+                        scale = np.where(better, s[:, 0], scale)
+                scales[:, column // block] = scale
+            s = scales[:, column // block]
+            q = np.clip(np.rint(part[:, i] / s) + 8, 0, 15)
+            codes[:, column] = q
+            error = (part[:, i] - s * (q - 8)) / inverse[i, i]
+            part[:, i + 1 :] -= np.outer(error, inverse[i, i + 1 :])
+            errors[:, i] = error
+        w[:, stop:] -= errors @ upper[start:stop, stop:]
+    return codes, scales
+
+
+def gptq_matmuls(model: Any, names: list[str], feeds: list[dict[str, Any]], block: int) -> Any:
+    """The MatMuls `names` of `model` (in place) as 4-bit symmetric MatMulNBits chosen by
+    GPTQ on the activations they read on `feeds` (NNCF 3.4 has no GPTQ for ONNX)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    wanted = set(names)
+    nodes = [n for n in graph.node if n.name in wanted]
+    constants = {t.name: t for t in graph.initializer}
+    for node in nodes:
+        k = constants[node.input[1]].dims[0]
+        if k % block:
+            raise PassFailed(f"GPTQ of {node.name}: block size {block} does not divide its {k}")
+    hessians = input_hessians(model, list(dict.fromkeys(n.input[0] for n in nodes)), feeds)
+    for node in nodes:
+        tensor = constants[node.input[1]]
+        weight = numpy_helper.to_array(tensor).T  # [N, K]
+        n, k = weight.shape
+        codes, scales = gptq_symmetric(weight, hessians[node.input[0]], block)
+        packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).reshape(n, k // block, block // 2)
+        stem = node.input[1]
+        if not any(stem in m.input for m in graph.node if m is not node):
+            graph.initializer.remove(tensor)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(packed.astype(np.uint8), stem + "_Q4"),
+                numpy_helper.from_array(scales.astype(np.float32).reshape(-1), stem + "_scales"),
+            ]
+        )
+        quantized = helper.make_node(
+            "MatMulNBits",
+            [node.input[0], stem + "_Q4", stem + "_scales"],
+            list(node.output),
+            name=node.name + "_Q4",
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            bits=4,
+            block_size=block,
+        )
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(position, quantized)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model

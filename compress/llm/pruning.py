@@ -1,4 +1,5 @@
-"""Structured pruning of decoder LMs (Llama-style: q/k/v/o and gate/up/down projections).
+"""Structured pruning of decoder LMs (q/k/v/o and gate/up/down projections, or Phi-3's
+fused qkv_proj and gate_up_proj, sliced alike; see `compress.llm.families`).
 
 Depth: the layers whose output differs least from their input on calibration
 text (1 - cosine similarity, "block influence") are removed. Width: FFN
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from compress.errors import UserError
+from compress.llm.families import family_of
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +88,9 @@ def drop_layers(model: Any, keep: list[int]) -> None:
     model.model.layers = torch.nn.ModuleList(kept)
     config = model.config
     config.num_hidden_layers = len(kept)
-    if isinstance(getattr(config, "layer_types", None), list):
-        config.layer_types = [config.layer_types[i] for i in keep]
+    for name in family_of(getattr(config, "model_type", None)).per_layer:
+        if isinstance(getattr(config, name, None), list):  # layer_types, no_rope_layers
+            setattr(config, name, [getattr(config, name)[i] for i in keep])
 
 
 def width_scores(model: Any, batches: list[Batch]) -> tuple[list[Any], list[Any]]:
@@ -145,10 +148,16 @@ def _columns(linear: Any, index: Any) -> None:
 
 def prune_ffn(model: Any, scores: list[Any], width: int) -> None:
     """Keep the `width` highest-scoring FFN neurons of every layer."""
+    import torch
+
+    total = model.config.intermediate_size
     for layer, score in zip(decoder_layers(model), scores, strict=True):
         keep = score.argsort(descending=True)[:width].sort().values
-        _rows(layer.mlp.gate_proj, keep)
-        _rows(layer.mlp.up_proj, keep)
+        if hasattr(layer.mlp, "gate_up_proj"):  # Phi-3: [gate | up] rows of one matrix
+            _rows(layer.mlp.gate_up_proj, torch.cat([keep, keep + total]))
+        else:
+            _rows(layer.mlp.gate_proj, keep)
+            _rows(layer.mlp.up_proj, keep)
         _columns(layer.mlp.down_proj, keep)
     model.config.intermediate_size = width
 
@@ -168,9 +177,13 @@ def prune_kv_groups(model: Any, scores: list[Any], groups: int) -> None:
         q_heads = [g * per_group + h for g in kept for h in range(per_group)]
         q = torch.tensor([h * head_dim + d for h in q_heads for d in range(head_dim)])
         attn = layer.self_attn
-        _rows(attn.q_proj, q)
-        _rows(attn.k_proj, kv)
-        _rows(attn.v_proj, kv)
+        if hasattr(attn, "qkv_proj"):  # Phi-3: [Q heads | K heads | V heads] rows
+            q_size, kv_size = heads * head_dim, total * head_dim
+            _rows(attn.qkv_proj, torch.cat([q, kv + q_size, kv + q_size + kv_size]))
+        else:
+            _rows(attn.q_proj, q)
+            _rows(attn.k_proj, kv)
+            _rows(attn.v_proj, kv)
         _columns(attn.o_proj, q)
         for name in ("num_heads", "num_key_value_heads"):
             if hasattr(attn, name):

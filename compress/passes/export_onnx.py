@@ -36,6 +36,7 @@ def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifa
     own = ctx.own_implementation("export_onnx")
     if own is not None:  # e.g. decoder LMs: the KV cache as inputs and outputs
         result: Artifact = own(artifact, cfg, ctx)
+        _keep_tied(result, ctx)
         return result
     model, processor = load_input(artifact, ctx)
     model.eval()
@@ -56,6 +57,26 @@ def apply(artifact: Artifact, cfg: ExportOnnxConfig, ctx: PassContext) -> Artifa
         ctx.metrics["fused_operators"] = fused
         variants.append(Variant("fp32-ort", "onnxruntime", "fp32", "cpu", target.name))
     return Artifact("onnx", ctx.work_dir, ctx.key, variants, {**artifact.meta, "opset": cfg.opset})
+
+
+def _keep_tied(result: Artifact, ctx: PassContext) -> None:
+    """One copy of a tied embedding in each ONNX file: an LM head that reads a transposed
+    duplicate of it reads `Transpose(embedding)` instead (exact, so parity stands)."""
+    from compress.llm.tied import tie_file
+
+    removed = {}
+    for variant in result.variants:
+        file = result.file(variant)
+        if file.suffix == ".onnx" and file.is_file():
+            saved = tie_file(file)
+            if saved:
+                removed[file.name] = saved
+                ctx.log(
+                    f"{file.name}: the LM head reads the tied embedding "
+                    f"({saved / 1e6:.1f} MB duplicate removed)"
+                )
+    if removed:
+        ctx.metrics["tied_duplicate_bytes_removed"] = removed
 
 
 def _outputs(cfg: ExportOnnxConfig, task: Task) -> Variants:

@@ -182,6 +182,8 @@ def export_onnx(artifact: Artifact, cfg: Any, ctx: PassContext) -> Artifact:
         if skipped:
             ctx.log(f"model_ort.onnx keeps optimum's attention graph: {skipped}")
         ctx.metrics["fused_operators"] = fused
+        why = f"optimum's attention: {skipped}" if skipped else "GroupQueryAttention"
+        ctx.metrics["attention"] = {"model_ort.onnx": why}
         variants.append(Variant("fp32-ort", "onnxruntime", "fp32", "cpu", "model_ort.onnx"))
         files.append(ctx.work_dir / "model_ort.onnx")
     ctx.metrics["parity"], ctx.metrics["parity_detail"] = {}, {}
@@ -220,7 +222,7 @@ def _quantize(artifact: Artifact, wo: WeightOnlyConfig, ctx: PassContext) -> Art
     tokenizer = ctx.task.load_processor(artifact.path)
     copy_preprocessing(artifact.path, ctx.work_dir)
     calibration: list[list[int]] = []
-    if wo.calibrated:
+    if wo.uses_calibration:  # the layers' or the LM head's data-aware rounding
         calibration = calibration_sequences(
             tokenizer, ctx.data.train.texts, wo.calibration_samples, ctx.seed, ctx.max_length
         )
