@@ -241,21 +241,24 @@ class _Concise(logging.Formatter):
 
 
 @contextlib.contextmanager
-def cli_logging(level: int) -> Iterator[None]:
+def cli_logging(level: int, own_process: bool = False) -> Iterator[None]:
     """Show the `compress` loggers' messages at `level` and up on stderr while a command runs.
 
     The handler and level are restored after, so that `main()` called from Python leaves
-    the caller's logging as it was. Records still propagate to the root logger (a plain
-    `compress` process has no handler there).
+    the caller's logging as it was; there, records still propagate to the caller's root
+    logger. In the `compress` process itself (`own_process`) they do not: a backend that
+    configures the root logger on import (ONNX Runtime's weight quantizer calls
+    `logging.basicConfig`) would print every line twice.
     """
     from compress.run.noise import quiet_backends
 
     logger = logging.getLogger("compress")
     handler = _Stderr()
     handler.setFormatter(_Concise())
-    saved = logger.level
+    saved, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(level)
+    logger.propagate = propagate and not own_process
     try:
         with quiet_backends():
             yield
@@ -263,6 +266,7 @@ def cli_logging(level: int) -> Iterator[None]:
         handler.flush()
         logger.removeHandler(handler)
         logger.setLevel(saved)
+        logger.propagate = propagate
 
 
 COMMANDS = {
@@ -291,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     args.progress = not args.quiet and sys.stderr.isatty()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with cli_logging(level):
+    with cli_logging(level, own_process=argv is None):
         return _dispatch(args)
 
 

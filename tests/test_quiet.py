@@ -170,3 +170,32 @@ def test_the_scan_finds_a_print(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f(say=print):\n    x = 1\n    print(x)\n    say(x)\n")
     assert _prints(module) == [1, 3]
+
+
+def test_the_compress_process_shows_each_line_once_when_a_backend_configured_the_root(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """ONNX Runtime's weight quantizer calls `logging.basicConfig` on import; the `compress`
+    process's lines must not also go through that root handler. From Python, `main()` leaves
+    propagation to the caller's root logger as it was."""
+    from compress.cli import cli_logging
+
+    seen: list[str] = []
+
+    class Root(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    root = logging.getLogger()
+    handler = Root()
+    root.addHandler(handler)
+    try:
+        with cli_logging(logging.INFO, own_process=True):
+            logging.getLogger("compress.example").info("shown once")
+        assert seen == [] and capfd.readouterr().err.count("shown once") == 1
+        with cli_logging(logging.INFO):
+            logging.getLogger("compress.example").info("also to the caller")
+        assert seen == ["also to the caller"]
+        assert logging.getLogger("compress").propagate
+    finally:
+        root.removeHandler(handler)
