@@ -18,6 +18,17 @@ import numpy as np
 
 from compress.errors import ExportParityError
 
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room
+
+
+def save_onnx(model: Any, target: Path) -> None:
+    """Write `model` (ModelProto) to `target`, its weights in `target.data` when the graph is
+    too large for one protobuf."""
+    import onnx
+
+    large = model.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(model, str(target), save_as_external_data=large, location=target.name + ".data")
+
 
 def export_with_past(model: Any, tokenizer: Any, folder: Path, opset: int) -> Path:
     """`folder/model.onnx` (and the tokenizer and configs beside it)."""
@@ -80,7 +91,7 @@ def fuse_decoder(source: Path, target: Path, config: Any) -> tuple[dict[str, int
         skipped = found if isinstance(found, str) else None
         if isinstance(found, int):
             counts["GroupQueryAttention"] = found
-    large = fused.model.ByteSize() > 1_800_000_000
+    large = fused.model.ByteSize() > EXTERNAL_DATA_BYTES
     fused.save_model_to_file(str(target), use_external_data_format=large)
     return counts, skipped
 

@@ -26,12 +26,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from compress.errors import PassFailed
-from compress.llm.export import head_outputs
+from compress.llm.export import head_outputs, save_onnx
 
 if TYPE_CHECKING:
     from compress.llm.options import WeightOnlyConfig
-
-EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room
 
 
 def _tied_head(model: Any) -> tuple[Any, Any] | None:
@@ -364,6 +362,5 @@ def quantize_weights(
         summary["integer_zero_points"] = integer_zero_points(model)
     if wo.accuracy_level:
         set_accuracy_level(model, wo.accuracy_level)
-    large = model.ByteSize() > EXTERNAL_DATA_BYTES
-    onnx.save(model, str(target), save_as_external_data=large, location=target.name + ".data")
+    save_onnx(model, target)
     return summary

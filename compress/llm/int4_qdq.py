@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from compress.llm.options import WeightOnlyConfig
 
 OPSET = 21  # DequantizeLinear's block_size (and int4) arrived in opset 21
-EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 def with_opset(model: Any, opset: int = OPSET) -> Any:
@@ -223,6 +222,7 @@ def quantize_weights_qdq(
     from onnx import numpy_helper
 
     from compress.llm.calibrated import calibration_feeds, compress_with_nncf, method_name
+    from compress.llm.export import save_onnx
     from compress.llm.int4 import head_share, untie_lm_head, weighted_nodes
 
     if wo.calibrated and not calibration:
@@ -306,6 +306,5 @@ def quantize_weights_qdq(
                 _add_dequantize(model, node, 0, values.T, scale, 0, 0)
         record("embedding", groups["embedding"], bits, "rtn", started)
         summary["embedding_shares_lm_head"] = False  # its own copy (a Gather reads it)
-    large = model.ByteSize() > EXTERNAL_DATA_BYTES
-    onnx.save(model, str(target), save_as_external_data=large, location=target.name + ".data")
+    save_onnx(model, target)
     return summary

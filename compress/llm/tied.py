@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from compress.llm.export import EXTERNAL_DATA_BYTES
 
-EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room
+log = logging.getLogger(__name__)
 
 
 def embedding_names(model: Any) -> list[str]:
